@@ -1,6 +1,6 @@
 export { Tensor } from './tensor';
 export type { FloatDType } from './tensor';
-export { ops } from './ops';
+export { ops, runAsync } from './ops';
 export type { DType, AnyTypedArray, Isa, AllocStats } from './native';
 export { wavelet, WAVELET_DEFAULTS } from './wavelet';
 export type { CmorOptions, WaveletTransformOptions } from './wavelet';

@@ -6,3 +6,24 @@
 import { binding, type NativeOps } from './native';
 
 export const ops: NativeOps = binding;
+
+/**
+ * Runs a sequence of ops off the main thread as one job. `record` is called at once and synchronously: each op it
+ * calls (and each Tensor fill / copyFrom) is validated immediately, throwing as usual on bad arguments, but only
+ * queued. The queue then runs in order on a background thread, and the returned Promise resolves to what `record`
+ * returned once every op has run. Inside `record`, tensor data is not ready: toArray throws, and ops' scalar
+ * results are NaN (read them from tensors afterwards). Tensors disposed inside `record` are freed after the run.
+ * One whole model step costs one thread hop this way, and the event loop stays free while it runs.
+ */
+export async function runAsync<T>(record: () => T): Promise<T> {
+  binding.recordBegin();
+  let result: T;
+  try {
+    result = record();
+  } catch (err) {
+    binding.recordCancel();
+    throw err;
+  }
+  await binding.recordRunAsync();
+  return result;
+}

@@ -49,6 +49,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   register_moe_ops(env, exports);
   register_wavelet_ops(env, exports);
   register_sampling_ops(env, exports);
+  register_recording(env, exports);
   return exports;
 }
 

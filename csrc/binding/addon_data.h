@@ -3,11 +3,16 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
+
+#include "recording.h"
+
 namespace wavemoe {
 
 struct AddonData {
   Napi::FunctionReference tensor_base;         // the native Tensor class
   Napi::FunctionReference tensor_constructor;  // the class native code instantiates (the TS subclass once set)
+  std::unique_ptr<Recording> recording;        // non-null between recordBegin() and recordRunAsync()
 };
 
 }  // namespace wavemoe

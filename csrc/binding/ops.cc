@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "recording.h"
 #include "tensor_wrap.h"
 
 #include <cmath>
@@ -51,6 +52,15 @@ void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn 
   exports.Set(name, Napi::Function::New(
                         env,
                         [prepare, op_name](const Napi::CallbackInfo& info) -> Napi::Value {
+                          if (Recording* rec = active_recording(info.Env())) {
+                            // Recorded: validated now, run later in order; a scalar result is not available.
+                            StorageCollector used;
+                            Job job = prepare(info);
+                            std::vector<std::shared_ptr<Storage>> storages = used.take();
+                            rec->add(op_name, [run = std::move(job.run)] { run(); }, storages);
+                            return job.returns_number ? Napi::Value(Napi::Number::New(info.Env(), NAN))
+                                                      : info.Env().Undefined();
+                          }
                           Job job = prepare(info);
                           double r;
                           try {
@@ -66,6 +76,12 @@ void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn 
   exports.Set(async_name, Napi::Function::New(
                               env,
                               [prepare, op_name](const Napi::CallbackInfo& info) -> Napi::Value {
+                                if (active_recording(info.Env()) != nullptr) {
+                                  throw Napi::Error::New(info.Env(), op_name +
+                                                                         "Async: cannot start an async op while ops "
+                                                                         "are being recorded (call " +
+                                                                         op_name + " inside ops.runAsync)");
+                                }
                                 StorageCollector used;
                                 Job job = prepare(info);  // validation errors throw synchronously
                                 auto* worker = new OpWorker(info.Env(), std::move(job), op_name, used.take());

@@ -6,6 +6,7 @@
 #include "../core/error.h"
 #include "addon_data.h"
 #include "args.h"
+#include "recording.h"
 
 namespace wavemoe {
 namespace {
@@ -154,6 +155,10 @@ Napi::Value TensorWrap::JS_disposed(const Napi::CallbackInfo& info) { return Nap
 Napi::Value TensorWrap::JS_toArray(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Tensor& t = live(env, "toArray");
+  if (active_recording(env) != nullptr) {
+    throw Napi::Error::New(env, "Tensor.toArray: ops are being recorded (inside ops.runAsync) and have not run yet; "
+                                "read the tensor after the run");
+  }
   size_t n = static_cast<size_t>(t.numel());
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
   std::memcpy(buf.Data(), t.data(), t.nbytes());
@@ -189,6 +194,12 @@ Napi::Value TensorWrap::JS_copyFrom(const Napi::CallbackInfo& info) {
                                          " elements, tensor " + t.shape_str() + " has " + std::to_string(t.numel()));
   }
   const char* src = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+  if (Recording* rec = active_recording(env)) {  // the copy happens in order with the recorded ops
+    auto bytes = std::make_shared<std::vector<char>>(src, src + t.nbytes());
+    Tensor dst = t;
+    rec->add("Tensor.copyFrom", [dst, bytes] { std::memcpy(dst.data(), bytes->data(), bytes->size()); }, {t.storage});
+    return info.This();
+  }
   std::memcpy(t.data(), src, t.nbytes());
   return info.This();
 }
@@ -199,16 +210,21 @@ Napi::Value TensorWrap::JS_fill(const Napi::CallbackInfo& info) {
   const Tensor& t = live(env, "fill");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "Tensor.fill: value must be a number");
   double v = info[0].As<Napi::Number>().DoubleValue();
-  int64_t n = t.numel();
-  switch (t.dtype) {
-    case DType::f32: std::fill(t.ptr<float>(), t.ptr<float>() + n, static_cast<float>(v)); break;
-    case DType::f64: std::fill(t.ptr<double>(), t.ptr<double>() + n, v); break;
-    case DType::i32:
-      if (v != static_cast<double>(static_cast<int32_t>(v))) {
-        throw Napi::RangeError::New(env, "Tensor.fill: an int32 tensor needs an integer in int32 range");
-      }
-      std::fill(t.ptr<int32_t>(), t.ptr<int32_t>() + n, static_cast<int32_t>(v));
-      break;
+  if (t.dtype == DType::i32 && !(v >= INT32_MIN && v <= INT32_MAX && v == static_cast<double>(static_cast<int32_t>(v)))) {
+    throw Napi::RangeError::New(env, "Tensor.fill: an int32 tensor needs an integer in int32 range");
+  }
+  auto fill = [t = t, v] {
+    int64_t n = t.numel();
+    switch (t.dtype) {
+      case DType::f32: std::fill(t.ptr<float>(), t.ptr<float>() + n, static_cast<float>(v)); break;
+      case DType::f64: std::fill(t.ptr<double>(), t.ptr<double>() + n, v); break;
+      case DType::i32: std::fill(t.ptr<int32_t>(), t.ptr<int32_t>() + n, static_cast<int32_t>(v)); break;
+    }
+  };
+  if (Recording* rec = active_recording(env)) {
+    rec->add("Tensor.fill", fill, {t.storage});
+  } else {
+    fill();
   }
   return info.This();
 }

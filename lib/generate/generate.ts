@@ -2,12 +2,12 @@
  * Text generation with the KV cache: the prompt is fed once, then one token per step; each step's logits go
  * through the native sampler (greedy, temperature, top-k, top-p, repetition penalty; seeded). Text is streamed as
  * an async iterator of pieces that are always whole UTF-8 characters (a token that ends inside a multi-byte
- * character is held back until the character is complete). Between tokens the event loop runs; an AbortSignal
- * stops generation and frees its caches.
+ * character is held back until the character is complete). Every step runs on a background thread (the model's
+ * runAsync), so the event loop is never blocked; an AbortSignal stops generation and frees its caches.
  */
 import { ops } from '../ops';
 import { Tensor } from '../tensor';
-import type { Transformer } from '../models/transformer';
+import type { DecodeState, Transformer } from '../models/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 
 export interface GenerateOptions {
@@ -68,8 +68,6 @@ function abortError(): Error {
   return e;
 }
 
-const nextTick = (): Promise<void> => new Promise((r) => setImmediate(r));
-
 /**
  * Generates token ids for a batch of prompts that have the same token length (ids [B, T], row-major). Yields the new
  * ids of every row after each step; a row that is finished keeps yielding -1.
@@ -95,16 +93,17 @@ export async function* generateIds(
   for (let b = 0; b < batch; b++) history.set(prompt.subarray(b * T, (b + 1) * T), b * historyLen);
   const historyT = Tensor.zeros([batch, historyLen], 'int32');
   const next = Tensor.zeros([batch, 1], 'int32');
+  const ids = next.reshape([batch]);
   const input = Tensor.from(prompt, [batch, T]);
   if (opts.encoderIds) enc = Tensor.from(opts.encoderIds, [batch, opts.encoderIds.length / batch]);
-  const state = model.startDecode(batch, enc, T + maxNew);
+  let state: DecodeState | null = null;
   try {
-    let logits = model.decode(input, state);
+    // Each step (the model's forward for the new tokens, then sampling) is recorded and run as one background job:
+    // the event loop is never blocked for a step, and the only data crossing N-API per step is the new ids.
     for (let step = 0; step < maxNew; step++) {
       if (opts.signal?.aborted) throw abortError();
       historyT.copyFrom(history);
-      const ids = next.reshape([batch]);
-      ops.sampleTokens(ids, logits, {
+      const sampling = {
         temperature: o.temperature,
         topK: o.topK,
         topP: o.topP,
@@ -112,6 +111,11 @@ export async function* generateIds(
         history: o.repetitionPenalty !== 1 ? historyT : undefined,
         seed: o.seed,
         counter: step,
+      };
+      await model.runAsync(() => {
+        state ??= model.startDecode(batch, enc, T + maxNew);
+        const logits = model.decode(step === 0 ? input : next, state);
+        ops.sampleTokens(ids, logits, sampling);
       });
       const out = ids.toArray() as Int32Array;
       for (let b = 0; b < batch; b++) {
@@ -119,14 +123,10 @@ export async function* generateIds(
         else history[b * historyLen + T + step] = out[b]!;
       }
       yield out;
-      if (step + 1 < maxNew) {
-        await nextTick();
-        if (opts.signal?.aborted) throw abortError();
-        logits = model.decode(next, state);
-      }
     }
   } finally {
-    state.dispose();
+    // A step still running belongs to the model's queue; dispose() of its tensors is deferred until it ends.
+    (state as DecodeState | null)?.dispose();
     [historyT, next, input, enc].forEach((t) => t?.dispose());
   }
 }

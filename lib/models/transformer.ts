@@ -4,7 +4,7 @@
  * `layers.{i}.moe.experts.{e}.w1.weight`, `encoder.layers.{i}.*`, `norm.weight`, `lm_head.weight|bias`.
  */
 import type { KVCache } from '../generate/kv_cache';
-import { ops } from '../ops';
+import { ops, runAsync } from '../ops';
 import { Tensor } from '../tensor';
 import type { AttentionOptions } from '../nn/attention';
 import { Block, type FeedForwardLike } from '../nn/block';
@@ -124,6 +124,10 @@ export class Transformer extends Module {
   readonly lmHead: Linear;
   private positions: Tensor | null = null;
   private encoderOut: Tensor | null = null;
+  /** The last background run queued on this model (see runAsync); later runs wait for it. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** True while recorded ops of this model run on a background thread: its buffers are in use. */
+  private running = false;
 
   constructor(
     readonly config: ModelConfig,
@@ -157,6 +161,31 @@ export class Transformer extends Module {
     this.lmHead.init(seed + 999_999, 0.02);
   }
 
+  /**
+   * Runs `record`, which calls this model's methods (decode, forward, ...), as one background job (ops.runAsync),
+   * after any earlier background run on this model. The event loop stays free meanwhile; concurrent generations
+   * on one model take turns step by step, since they share the model's scratch buffers.
+   */
+  runAsync<T>(record: () => T): Promise<T> {
+    const run = this.queue.then(() =>
+      runAsync(() => {
+        const result = record();
+        this.running = true; // set once recording succeeded: the queued ops now own the buffers
+        return result;
+      }).finally(() => {
+        this.running = false;
+      }),
+    );
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private assertIdle(method: string): void {
+    if (this.running) {
+      throw new Error(`Transformer.${method}: the model is running a background step (a generation in progress); await it before calling ${method}`);
+    }
+  }
+
   /** Parameters by name. */
   namedParameters(): Map<string, Parameter> {
     return new Map(this.parameters().map((p) => [p.name, p]));
@@ -188,6 +217,7 @@ export class Transformer extends Module {
    * input `encoderIds` [B, S]. The returned tensor is a reused buffer: read or copy it before the next call.
    */
   forward(ids: Tensor, encoderIds: Tensor | null = null): Tensor {
+    this.assertIdle('forward');
     this.checkIds(ids, 'ids');
     let context: Tensor | null = null;
     if (this.encoder) {
@@ -205,6 +235,7 @@ export class Transformer extends Module {
    * it is encoded once. Caches start at `capacity` positions and grow as needed.
    */
   startDecode(batch: number, encoderIds: Tensor | null = null, capacity = 64): DecodeState {
+    this.assertIdle('startDecode');
     let context: Tensor | null = null;
     if (this.encoder) {
       if (encoderIds === null) throw new Error('an encoder-decoder model needs encoderIds to decode');
@@ -234,6 +265,7 @@ export class Transformer extends Module {
    * of the last position, [B, vocab] (a reused buffer). Only that position goes through the output layer.
    */
   decode(ids: Tensor, state: DecodeState): Tensor {
+    this.assertIdle('decode');
     const [B, T] = this.checkIds(ids, 'ids');
     if (B !== state.batch) throw new RangeError(`ids has batch ${B}, the decode state ${state.batch}`);
     if (state.position + T > this.config.max_seq_len) {
@@ -266,6 +298,7 @@ export class Transformer extends Module {
 
   /** Backward from dlogits [B, T, vocab]; adds every parameter's gradient. */
   backward(dlogits: Tensor): void {
+    this.assertIdle('backward');
     const dh = this.lmHead.backward(dlogits);
     let dContext: Tensor | null = null;
     if (this.encoder && this.encoderOut) dContext = this.buffers.zeros('dcontext', this.encoderOut.shape, this.dtype);

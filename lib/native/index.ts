@@ -18,6 +18,7 @@ import type { AttentionOps } from './types/attention';
 import type { MoeOps } from './types/moe';
 import type { WaveletOps } from './types/wavelet';
 import type { SamplingOps } from './types/sampling';
+import type { RecordingOps } from './types/recording';
 
 export type NativeOps = CoreOps &
   ElementwiseOps &
@@ -32,7 +33,8 @@ export type NativeOps = CoreOps &
   AttentionOps &
   MoeOps &
   WaveletOps &
-  SamplingOps;
+  SamplingOps &
+  RecordingOps;
 
 export interface NativeBinding extends NativeOps {
   Tensor: NativeTensorClass;

@@ -51,6 +51,39 @@ test('sampling with a seed is reproducible; another seed differs', async () => {
   model.dispose();
 });
 
+test('generation never blocks the event loop: every step runs on a background thread', async () => {
+  const model = tinyModel({ d_model: 64, n_heads: 4, d_ff: 128 });
+  const prompt = Int32Array.from({ length: 48 }, (_, i) => (i * 7919) % 50254);
+  let stepsWithATick = 0;
+  let ticked = false;
+  const gen = generateIds(model, prompt, 1, { maxNewTokens: 6, temperature: 0 });
+  for (;;) {
+    ticked = false;
+    setImmediate(() => (ticked = true));
+    const r = await gen.next();
+    if (r.done) break;
+    if (ticked) stepsWithATick++; // the loop turned while the step ran (a synchronous step resumes before it)
+  }
+  expect(stepsWithATick).toBe(6);
+  model.dispose();
+});
+
+test('concurrent generations on one model take turns and give what they give alone; the model refuses sync use meanwhile', async () => {
+  const model = tinyModel();
+  const a = Int32Array.from([0, 464, 1263]), b = Int32Array.from([0, 510, 5271, 11]);
+  const alone = [
+    await collect(generateIds(model, a, 1, { maxNewTokens: 10, temperature: 0.9, seed: 4 })),
+    await collect(generateIds(model, b, 1, { maxNewTokens: 7, temperature: 0 })),
+  ];
+  const together = collect(generateIds(model, a, 1, { maxNewTokens: 10, temperature: 0.9, seed: 4 }));
+  const other = collect(generateIds(model, b, 1, { maxNewTokens: 7, temperature: 0 }));
+  await new Promise((r) => setImmediate(r));
+  expect(() => model.forward(Tensor.from(a, [1, 3]))).toThrow(/running a background step/);
+  expect(await Promise.all([together, other])).toEqual(alone);
+  expect(() => model.forward(Tensor.from(a, [1, 3]))).not.toThrow(); // idle again
+  model.dispose();
+});
+
 describe('with the tokenizer', () => {
   const tokenizer = Tokenizer.fromFile(SHARED_TOKENIZER);
 

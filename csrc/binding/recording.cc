@@ -1,0 +1,92 @@
+#include "recording.h"
+
+#include <stdexcept>
+
+#include "addon_data.h"
+
+namespace wavemoe {
+
+Recording::~Recording() {
+  for (auto& s : pinned_) s->unpin();
+}
+
+void Recording::add(std::string name, std::function<void()> run, const std::vector<std::shared_ptr<Storage>>& used) {
+  for (const auto& s : used) {
+    if (pinned_set_.insert(s.get()).second) {
+      s->pin();
+      pinned_.push_back(s);
+    }
+  }
+  steps_.push_back({std::move(name), std::move(run)});
+}
+
+void Recording::run_all() {
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    try {
+      steps_[i].run();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(steps_[i].name + " (recorded step " + std::to_string(i + 1) + " of " +
+                               std::to_string(steps_.size()) + "): " + e.what());
+    }
+  }
+}
+
+Recording* active_recording(Napi::Env env) { return env.GetInstanceData<AddonData>()->recording.get(); }
+
+namespace {
+
+class RecordingWorker : public Napi::AsyncWorker {
+ public:
+  RecordingWorker(Napi::Env env, std::unique_ptr<Recording> rec)
+      : Napi::AsyncWorker(env, "wavemoe.recording"), rec_(std::move(rec)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      rec_->run_all();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown error in a recorded op");
+    }
+  }
+  void OnOK() override {
+    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(rec_->size())));
+    rec_.reset();  // unpin now (not when the worker object happens to be deleted)
+  }
+  void OnError(const Napi::Error& e) override {
+    rec_.reset();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  std::unique_ptr<Recording> rec_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+void register_recording(Napi::Env env, Napi::Object exports) {
+  exports.Set("recordBegin", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                AddonData* d = info.Env().GetInstanceData<AddonData>();
+                if (d->recording) {
+                  throw Napi::Error::New(info.Env(), "recordBegin: ops are already being recorded (runAsync calls do not nest)");
+                }
+                d->recording = std::make_unique<Recording>();
+                return info.Env().Undefined();
+              }, "recordBegin"));
+  exports.Set("recordCancel", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                info.Env().GetInstanceData<AddonData>()->recording.reset();
+                return info.Env().Undefined();
+              }, "recordCancel"));
+  exports.Set("recordRunAsync", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                AddonData* d = info.Env().GetInstanceData<AddonData>();
+                if (!d->recording) throw Napi::Error::New(info.Env(), "recordRunAsync: no recording was begun");
+                auto* worker = new RecordingWorker(info.Env(), std::move(d->recording));
+                Napi::Promise p = worker->promise();
+                worker->Queue();
+                return p;
+              }, "recordRunAsync"));
+}
+
+}  // namespace wavemoe

@@ -1,0 +1,44 @@
+// Op recording. Between recordBegin() and recordRunAsync(), every op call (and Tensor.fill / copyFrom) is
+// validated at once but not run: it is appended to the environment's Recording. recordRunAsync() then runs the
+// whole list, in order, as one job on the libuv thread pool. A model's decode step is a few dozen small ops; run
+// this way it costs one thread hop, and the event loop stays free for the whole step.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "../core/storage.h"
+
+namespace wavemoe {
+
+class Recording {
+ public:
+  ~Recording();
+  // Appends a step; pins the storages it uses until the recording is run or dropped, so that dispose() of an
+  // intermediate tensor while recording (a normal thing for a forward pass to do) defers the free.
+  void add(std::string name, std::function<void()> run, const std::vector<std::shared_ptr<Storage>>& used);
+  // Runs every step in order; the first failure stops the run and is rethrown with the step's name.
+  void run_all();
+  size_t size() const { return steps_.size(); }
+
+ private:
+  struct Step {
+    std::string name;
+    std::function<void()> run;
+  };
+  std::vector<Step> steps_;
+  std::vector<std::shared_ptr<Storage>> pinned_;
+  std::unordered_set<const Storage*> pinned_set_;
+};
+
+// The environment's active recording, or nullptr when ops run immediately.
+Recording* active_recording(Napi::Env env);
+
+// recordBegin(), recordCancel(), recordRunAsync() -> Promise<number of steps run>.
+void register_recording(Napi::Env env, Napi::Object exports);
+
+}  // namespace wavemoe

@@ -1,0 +1,9 @@
+/** Op recording: the primitives under `runAsync` (lib/ops.ts). Use `runAsync`, not these. */
+export interface RecordingOps {
+  /** From now on, op calls (and Tensor fill / copyFrom) are validated and queued instead of run. */
+  recordBegin(): void;
+  /** Drops the queued ops without running them. */
+  recordCancel(): void;
+  /** Runs the queued ops in order on a background thread; resolves to how many ran. */
+  recordRunAsync(): Promise<number>;
+}

@@ -1,0 +1,113 @@
+// ops.runAsync: recorded ops run in order, off the main thread, with the results of running them one by one.
+import { Tensor, ops, runAsync } from '../../lib';
+import { Rng } from '../helpers/random';
+
+function randomTensor(shape: number[], seed: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return Tensor.from(Float32Array.from(new Rng(seed).uniform(n)), shape);
+}
+
+test('a recorded sequence gives exactly the result of the same ops run one by one', async () => {
+  const [M, K, N] = [37, 29, 13];
+  const a = randomTensor([M, K], 1), b = randomTensor([K, N], 2), bias = randomTensor([N], 3);
+  const chain = (out: Tensor, tmp: Tensor) => {
+    ops.matmul(tmp, a, b);
+    ops.biasAdd(tmp, bias);
+    ops.scale(tmp, 0.5);
+    ops.add(out, tmp, tmp); // reads what the previous recorded ops wrote
+  };
+  const syncOut = Tensor.zeros([M, N]), syncTmp = Tensor.zeros([M, N]);
+  chain(syncOut, syncTmp);
+  const asyncOut = Tensor.zeros([M, N]), asyncTmp = Tensor.zeros([M, N]);
+  const returned = await runAsync(() => {
+    chain(asyncOut, asyncTmp);
+    return 'done';
+  });
+  expect(returned).toBe('done');
+  expect(asyncOut.toArray()).toEqual(syncOut.toArray());
+});
+
+test('fill and copyFrom are recorded in order with the ops', async () => {
+  const x = Tensor.from(new Float64Array([1, 2, 3]));
+  const y = Tensor.zeros([3], 'float64');
+  await runAsync(() => {
+    ops.add(y, x, x); // 2, 4, 6
+    x.fill(10); // after the add: the add still saw 1, 2, 3
+    ops.axpy(y, x, 1); // 12, 14, 16
+    x.copyFrom(new Float64Array([-1, -2, -3]));
+    ops.axpy(y, x, 1); // 11, 12, 13
+  });
+  expect(Array.from(y.toArray())).toEqual([11, 12, 13]);
+  expect(Array.from(x.toArray())).toEqual([-1, -2, -3]);
+});
+
+test('while recording, data is not readable, async ops are refused and scalar results are NaN', async () => {
+  const logits = randomTensor([5, 7], 4);
+  const targets = Tensor.from(new Int32Array([0, 6, 3, 2, 1]));
+  await runAsync(() => {
+    expect(() => logits.toArray()).toThrow(/ops are being recorded/);
+    expect(() => ops.scaleAsync(logits, 2)).toThrow(/cannot start an async op while ops are being recorded/);
+    expect(ops.crossEntropyForwardBackward(null, null, logits, targets)).toBeNaN();
+  });
+  let inner: Promise<unknown> | undefined;
+  await runAsync(() => {
+    inner = runAsync(() => undefined);
+  });
+  await expect(inner).rejects.toThrow(/do not nest/);
+  // Recording works again afterwards.
+  await expect(runAsync(() => 1)).resolves.toBe(1);
+});
+
+test('a validation error while recording throws at once and drops the recording', async () => {
+  const x = Tensor.zeros([4]);
+  await expect(
+    runAsync(() => {
+      x.fill(5);
+      ops.add(x, x, Tensor.zeros([3])); // shape mismatch: thrown by the add's validation
+    }),
+  ).rejects.toThrow(/add/);
+  expect(Array.from(x.toArray())).toEqual([0, 0, 0, 0]); // the recorded fill never ran
+  x.fill(1); // and ops run immediately again
+  expect(Array.from(x.toArray())).toEqual([1, 1, 1, 1]);
+});
+
+test('a failure while running rejects with the failing op named, and the rest is not run', async () => {
+  const logits = Tensor.from(new Float32Array([0, NaN, 1]), [1, 3]);
+  const ids = Tensor.zeros([1], 'int32');
+  const after = Tensor.zeros([1]);
+  await expect(
+    runAsync(() => {
+      ops.sampleTokens(ids, logits, { temperature: 0 });
+      after.fill(7);
+    }),
+  ).rejects.toThrow(/sampleTokens \(recorded step 1 of 2\).*NaN/);
+  expect(after.toArray()[0]).toBe(0);
+});
+
+test('tensors disposed while recording are freed only after the run, which still reads them', async () => {
+  const before = ops.allocStats().liveBytes;
+  const x = Tensor.from(new Float32Array([1, 2, 3]));
+  const y = Tensor.zeros([3]);
+  const run = runAsync(() => {
+    const tmp = Tensor.zeros([3]);
+    ops.add(tmp, x, x);
+    ops.add(y, tmp, x);
+    tmp.dispose(); // the recorded adds still own its memory
+    x.dispose();
+  });
+  expect(x.disposed).toBe(true);
+  await run;
+  expect(Array.from(y.toArray())).toEqual([3, 6, 9]);
+  y.dispose();
+  expect(ops.allocStats().liveBytes).toBe(before);
+});
+
+test('the event loop runs while a recorded job runs', async () => {
+  const a = randomTensor([384, 384], 5), b = randomTensor([384, 384], 6), c = Tensor.zeros([384, 384]);
+  let ticked = false;
+  setImmediate(() => (ticked = true));
+  await runAsync(() => {
+    for (let i = 0; i < 8; i++) ops.matmul(c, a, b); // ~0.9 GFLOP: milliseconds, far longer than one loop turn
+  });
+  expect(ticked).toBe(true); // a synchronous run would have resumed here before the immediate
+});
