@@ -31,6 +31,10 @@ constexpr int64_t kSmallGemm = 32768;
 constexpr int64_t kSmallBatchGemm = int64_t{1} << 23;
 // Least multiply-adds worth giving a thread.
 constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+// GEMMs with at most this many rows of C stream the weight once instead of packing it (isa/gemm_skinny.h).
+constexpr int64_t kSkinnyRows = 4;
+// Columns of C per scheduling unit of the skinny GEMM: a multiple of every vector width and strip.
+constexpr int64_t kSkinnyUnit = 32;
 // Upper bound of MR·NR over every kernel: the scratch tile for partial edge tiles.
 constexpr int kMaxTile = 512;
 
@@ -298,6 +302,26 @@ template <typename T> struct Gemm {
   }
 };
 
+// C = op(A)·op(B) with M <= kSkinnyRows: each thread computes a range of columns whole, straight from B.
+template <typename T>
+void skinny_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
+                    bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool accumulate) {
+  const GemmKernel<T>& kern = select_kernel<T>();
+  const auto fn = kern.skinny[M - 1];
+  const int64_t units = (N + kSkinnyUnit - 1) / kSkinnyUnit;
+  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / (M * K * kSkinnyUnit));
+  for (int64_t b = 0; b < batch; ++b) {
+    SkinnyArgs<T> args{A + b * stride_a, trans_a ? 1 : K, trans_a ? M : 1, B + b * stride_b, trans_b, C + b * stride_c,
+                       N, N, K, kern.kc, 0, 0, accumulate};
+    parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+      SkinnyArgs<T> part = args;
+      part.n0 = u0 * kSkinnyUnit;
+      part.n1 = std::min(N, u1 * kSkinnyUnit);
+      fn(part);
+    });
+  }
+}
+
 template <typename T> void zero_outputs(T* C, int64_t batch, int64_t M, int64_t N, int64_t stride_c) {
   for (int64_t b = 0; b < batch; ++b) std::memset(C + b * stride_c, 0, sizeof(T) * M * N);
 }
@@ -403,6 +427,10 @@ void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int6
       matmul_forward_naive(C + b0 * stride_c, A + b0 * stride_a, B + b0 * stride_b, b1 - b0, M, N, K, trans_a,
                            trans_b, stride_a, stride_b, stride_c, accumulate);
     });
+    return;
+  }
+  if (K > 0 && M <= kSkinnyRows) {
+    skinny_forward(C, A, B, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);
     return;
   }
   matmul_forward_blocked(C, A, B, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);

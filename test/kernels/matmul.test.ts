@@ -146,6 +146,61 @@ describe('matmul forward', () => {
   }
 });
 
+// Up to 4 rows of C (decoding) take the skinny path, which streams B instead of packing it. Sizes are above the
+// small-problem cut-off (M·N·K > 32768), with partial vectors, partial strips and K over one or several 256-blocks.
+const SKINNY_SHAPES: Array<[number, number, number]> = [
+  [1, 131, 300],
+  [2, 33, 517],
+  [3, 1000, 67],
+  [4, 257, 1100],
+  [1, 50, 2000],
+  [3, 17, 700],
+];
+
+describe('matmul skinny (M <= 4)', () => {
+  for (const isa of supportedIsas()) {
+    for (const dtype of ['float64', 'float32'] as const) {
+      test(`${isa} ${dtype}: awkward shapes, all transposes, accumulate, batches`, () => {
+        withIsa(isa, () => {
+          const rng = new Rng(21);
+          for (const [M, N, K] of SKINNY_SHAPES) {
+            TRANSPOSES.forEach(([ta, tb], t) => checkForward(plain(M, N, K, ta, tb), dtype, rng, t % 2 === 1, isa));
+          }
+          for (const [ta, tb] of TRANSPOSES) {
+            checkForward({ batch: 3, M: 2, N: 97, K: 263, transA: ta, transB: tb, aBatched: true, bBatched: false }, dtype, rng, tb, isa);
+          }
+        });
+      });
+
+      test(`${isa} ${dtype}: rows computed alone equal the same rows of a large GEMM bit for bit`, () => {
+        withIsa(isa, () => {
+          const rng = new Rng(22);
+          for (const transB of [true, false]) {
+            const [R, N, K] = [9, 203, 611];
+            const a = rng.uniform(R * K);
+            const b = rng.uniform(N * K);
+            const A = tensorOf(dtype, a, [R, K]);
+            const B = tensorOf(dtype, b, transB ? [N, K] : [K, N]);
+            const full = Tensor.zeros([R, N], dtype);
+            ops.matmul(full, A, B, { transB });
+            const all = full.toArray();
+            for (const M of [1, 2, 3, 4]) {
+              for (const r0 of [0, R - M]) {
+                const rows = A.narrow(r0, M);
+                const C = Tensor.zeros([M, N], dtype);
+                ops.matmul(C, rows, B, { transB });
+                expect(C.toArray()).toEqual(all.slice(r0 * N, (r0 + M) * N));
+                C.dispose();
+              }
+            }
+            [A, B, full].forEach((t) => t.dispose());
+          }
+        });
+      });
+    }
+  }
+});
+
 describe('matmul empty sizes', () => {
   test('K = 0 writes zeros (adds nothing with accumulate); M = 0 and batch 0 are no-ops', () => {
     const C = Tensor.from(new Float64Array([1, 2, 3, 4, 5, 6]), [2, 3]);

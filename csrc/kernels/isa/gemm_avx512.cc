@@ -20,6 +20,7 @@ struct VecF32 {
   static reg broadcast(const T* p) { return _mm512_set1_ps(*p); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static void transpose(reg* r) { transpose_via_memory<VecF32>(r); }
 };
 
 struct VecF64 {
@@ -32,6 +33,7 @@ struct VecF64 {
   static reg broadcast(const T* p) { return _mm512_set1_pd(*p); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+  static void transpose(reg* r) { transpose_via_memory<VecF64>(r); }
 };
 
 constexpr GemmKernel<float> kF32 = make_gemm_kernel<VecF32, 12, 2>("avx512", 256, 192, 4096);

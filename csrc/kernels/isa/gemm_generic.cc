@@ -20,6 +20,7 @@ template <typename E> struct Vec16 {
   static reg broadcast(const T* p) { return reg{} + *p; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static reg add(reg a, reg b) { return a + b; }
+  static void transpose(reg* r) { transpose_via_memory<Vec16>(r); }
 };
 
 // 16 vector registers: a 6×2 tile of vectors keeps 12 accumulators, 2 B vectors and a broadcast live.

@@ -16,6 +16,8 @@
 #pragma once
 #include <cstdint>
 
+#include "gemm_skinny.h"
+
 namespace wavemoe {
 
 // One ISA's micro-kernel for element type T and the cache blocking tuned for it (in elements).
@@ -24,6 +26,7 @@ template <typename T> struct GemmKernel {
   int mr, nr;          // register tile
   int64_t kc, mc, nc;  // cache blocks: kc×nr B panel in L1, mc×kc A block in L2, kc×nc B block in L3
   void (*micro)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, bool add);
+  void (*skinny[4])(const SkinnyArgs<T>& args);  // skinny GEMM (gemm_skinny.h) with M = index + 1 rows
 };
 
 // Each ISA file exports its kernels; a file built without its ISA's compiler flags returns nullptr.
@@ -44,6 +47,7 @@ const GemmKernel<double>* gemm_kernel_f64();
 //   using T = float|double; using reg = <vector register type>; static constexpr int width = lanes;
 //   static reg zero();  static reg load(const T* p);  (p need not be aligned)  static void store(T* p, reg v);
 //   static reg broadcast(const T* p);  static reg fma(reg a, reg b, reg c);  (a*b + c)  static reg add(reg, reg);
+//   static void transpose(reg r[width]);  (r[j][i] becomes r[i][j]; transpose_via_memory<V> where no shuffle is written)
 template <class V, int MR, int NV>
 void gemm_micro_kernel(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
                        typename V::T* __restrict c, int64_t ldc, bool add) {
@@ -94,7 +98,8 @@ void gemm_micro_kernel(int64_t kc, const typename V::T* __restrict a, const type
 // constexpr, so the tables are constant-initialised: no load-time code compiled with AVX flags runs on other CPUs.
 template <class V, int MR, int NV>
 constexpr GemmKernel<typename V::T> make_gemm_kernel(const char* isa, int64_t kc, int64_t mc, int64_t nc) {
-  return {isa, MR, NV * V::width, kc, mc, nc, &gemm_micro_kernel<V, MR, NV>};
+  return {isa, MR, NV * V::width, kc, mc, nc, &gemm_micro_kernel<V, MR, NV>,
+          {&skinny<V, 1>, &skinny<V, 2>, &skinny<V, 3>, &skinny<V, 4>}};
 }
 
 }  // namespace wavemoe
