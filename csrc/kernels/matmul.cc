@@ -309,7 +309,8 @@ void skinny_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int6
   const GemmKernel<T>& kern = select_kernel<T>();
   const auto fn = kern.skinny[M - 1];
   const int64_t units = (N + kSkinnyUnit - 1) / kSkinnyUnit;
-  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / (M * K * kSkinnyUnit));
+  // Memory-bound: worth a thread from about 64 KiB of B on (less than kMinWorkPerThread multiply-adds for M = 1).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (K * static_cast<int64_t>(sizeof(T)) * kSkinnyUnit));
   for (int64_t b = 0; b < batch; ++b) {
     SkinnyArgs<T> args{A + b * stride_a, trans_a ? 1 : K, trans_a ? M : 1, B + b * stride_b, trans_b, C + b * stride_c,
                        N, N, K, kern.kc, 0, 0, accumulate};
