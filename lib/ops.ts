@@ -13,7 +13,8 @@ export const ops: NativeOps = binding;
  * queued. The queue then runs in order on a background thread, and the returned Promise resolves to what `record`
  * returned once every op has run. Inside `record`, tensor data is not ready: toArray throws, and ops' scalar
  * results are NaN (read them from tensors afterwards). Tensors disposed inside `record` are freed after the run.
- * One whole model step costs one thread hop this way, and the event loop stays free while it runs.
+ * Runs queued by successive calls execute one after another in call order, so the next step may be recorded
+ * while the previous one runs. One whole model step costs one thread hop this way, and the event loop stays free.
  */
 export async function runAsync<T>(record: () => T): Promise<T> {
   binding.recordBegin();

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <future>
 #include <memory>
 
 #include "recording.h"
@@ -13,6 +14,7 @@ struct AddonData {
   Napi::FunctionReference tensor_base;         // the native Tensor class
   Napi::FunctionReference tensor_constructor;  // the class native code instantiates (the TS subclass once set)
   std::unique_ptr<Recording> recording;        // non-null between recordBegin() and recordRunAsync()
+  std::shared_future<void> last_recording;     // done when the last recording queued has run (runs are chained)
 };
 
 }  // namespace wavemoe

@@ -37,11 +37,18 @@ namespace {
 
 class RecordingWorker : public Napi::AsyncWorker {
  public:
-  RecordingWorker(Napi::Env env, std::unique_ptr<Recording> rec)
+  RecordingWorker(Napi::Env env, std::unique_ptr<Recording> rec, std::shared_future<void> previous,
+                  std::shared_ptr<std::promise<void>> done)
       : Napi::AsyncWorker(env, "wavemoe.recording"), rec_(std::move(rec)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
+        deferred_(Napi::Promise::Deferred::New(env)), previous_(std::move(previous)), done_(std::move(done)) {}
+  ~RecordingWorker() override {
+    if (done_) done_->set_value();  // never ran (environment teardown): release the next in the chain
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
+    // Recordings run in the order they were queued, one after another: the next one may be recorded while this
+    // one runs (generation records step n + 1 during step n), and both may use the same scratch buffers.
+    if (previous_.valid()) previous_.wait();
     try {
       rec_->run_all();
     } catch (const std::exception& e) {
@@ -49,6 +56,8 @@ class RecordingWorker : public Napi::AsyncWorker {
     } catch (...) {
       SetError("unknown error in a recorded op");
     }
+    done_->set_value();
+    done_.reset();
   }
   void OnOK() override {
     deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(rec_->size())));
@@ -62,6 +71,8 @@ class RecordingWorker : public Napi::AsyncWorker {
  private:
   std::unique_ptr<Recording> rec_;
   Napi::Promise::Deferred deferred_;
+  std::shared_future<void> previous_;
+  std::shared_ptr<std::promise<void>> done_;
 };
 
 }  // namespace
@@ -82,7 +93,10 @@ void register_recording(Napi::Env env, Napi::Object exports) {
   exports.Set("recordRunAsync", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 AddonData* d = info.Env().GetInstanceData<AddonData>();
                 if (!d->recording) throw Napi::Error::New(info.Env(), "recordRunAsync: no recording was begun");
-                auto* worker = new RecordingWorker(info.Env(), std::move(d->recording));
+                auto done = std::make_shared<std::promise<void>>();
+                std::shared_future<void> previous = d->last_recording;
+                d->last_recording = done->get_future().share();
+                auto* worker = new RecordingWorker(info.Env(), std::move(d->recording), std::move(previous), done);
                 Napi::Promise p = worker->promise();
                 worker->Queue();
                 return p;

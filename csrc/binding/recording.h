@@ -1,6 +1,7 @@
 // Op recording. Between recordBegin() and recordRunAsync(), every op call (and Tensor.fill / copyFrom) is
 // validated at once but not run: it is appended to the environment's Recording. recordRunAsync() then runs the
-// whole list, in order, as one job on the libuv thread pool. A model's decode step is a few dozen small ops; run
+// whole list, in order, as one job on the libuv thread pool; successive recordings run one after another, in the
+// order they were queued. A model's decode step is a few dozen small ops; run
 // this way it costs one thread hop, and the event loop stays free for the whole step.
 #pragma once
 #include <napi.h>

@@ -25,6 +25,11 @@ export interface GenerateOptions {
   /** Generation of a sequence ends at the first of these strings, which is not included. */
   stop?: string[];
   signal?: AbortSignal;
+  /**
+   * Queue step n + 1 while step n runs, hiding the time JavaScript spends recording a step (default true; off
+   * with a repetition penalty, which needs step n's token first). The tokens are the same either way.
+   */
+  pipeline?: boolean;
   /** Encoder input text (encoder-decoder models only). */
   encoderInput?: string;
 }
@@ -92,42 +97,58 @@ export async function* generateIds(
   const history = new Int32Array(batch * historyLen).fill(-1);
   for (let b = 0; b < batch; b++) history.set(prompt.subarray(b * T, (b + 1) * T), b * historyLen);
   const historyT = Tensor.zeros([batch, historyLen], 'int32');
-  const next = Tensor.zeros([batch, 1], 'int32');
-  const ids = next.reshape([batch]);
+  // Step s samples into ids[s % 2] and feeds ids[(s + 1) % 2]: step s + 1 can be queued while step s runs, and
+  // JavaScript reads step s's ids while step s + 1 (which only reads them) runs.
+  const ids = [Tensor.zeros([batch, 1], 'int32'), Tensor.zeros([batch, 1], 'int32')] as const;
   const input = Tensor.from(prompt, [batch, T]);
   if (opts.encoderIds) enc = Tensor.from(opts.encoderIds, [batch, opts.encoderIds.length / batch]);
+  // With a repetition penalty, step s + 1 needs the token of step s in its history: no pipelining then.
+  const pipelined = o.repetitionPenalty === 1 && opts.pipeline !== false;
   let state: DecodeState | null = null;
+  // Each step (the model's forward for the new tokens, then sampling) is recorded and run as one background job:
+  // the event loop is never blocked, and the only data crossing N-API per step is the new ids.
+  const launch = (step: number): Promise<void> => {
+    if (!pipelined) historyT.copyFrom(history); // nothing is in flight here
+    const sampling = {
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      repetitionPenalty: o.repetitionPenalty,
+      history: pipelined ? undefined : historyT,
+      seed: o.seed,
+      counter: step,
+    };
+    const run = model.runAsync(() => {
+      state ??= model.startDecode(batch, enc, T + maxNew);
+      const logits = model.decode(step === 0 ? input : ids[(step + 1) % 2]!, state);
+      ops.sampleTokens(ids[step % 2]!.reshape([batch]), logits, sampling);
+    });
+    run.catch(() => undefined); // awaited later; this only keeps a failure from counting as unhandled meanwhile
+    return run;
+  };
+  let pending: Promise<void> | null = null;
   try {
-    // Each step (the model's forward for the new tokens, then sampling) is recorded and run as one background job:
-    // the event loop is never blocked for a step, and the only data crossing N-API per step is the new ids.
-    for (let step = 0; step < maxNew; step++) {
+    let current: Promise<void> | null = launch(0);
+    pending = current;
+    for (let step = 0; step < maxNew && current !== null; step++) {
       if (opts.signal?.aborted) throw abortError();
-      historyT.copyFrom(history);
-      const sampling = {
-        temperature: o.temperature,
-        topK: o.topK,
-        topP: o.topP,
-        repetitionPenalty: o.repetitionPenalty,
-        history: o.repetitionPenalty !== 1 ? historyT : undefined,
-        seed: o.seed,
-        counter: step,
-      };
-      await model.runAsync(() => {
-        state ??= model.startDecode(batch, enc, T + maxNew);
-        const logits = model.decode(step === 0 ? input : next, state);
-        ops.sampleTokens(ids, logits, sampling);
-      });
-      const out = ids.toArray() as Int32Array;
+      const following = pipelined && step + 1 < maxNew ? launch(step + 1) : null;
+      await current;
+      pending = following;
+      const out = ids[step % 2]!.toArray() as Int32Array;
       for (let b = 0; b < batch; b++) {
         if (opts.isFinished?.(b)) out[b] = -1;
         else history[b * historyLen + T + step] = out[b]!;
       }
       yield out;
+      current = following ?? (step + 1 < maxNew ? launch(step + 1) : null);
+      pending = current;
     }
   } finally {
-    // A step still running belongs to the model's queue; dispose() of its tensors is deferred until it ends.
+    // A step still queued or running uses the caches: let it end before they are freed.
+    await pending?.catch(() => undefined);
     (state as DecodeState | null)?.dispose();
-    [historyT, next, input, enc].forEach((t) => t?.dispose());
+    [historyT, ...ids, input, enc].forEach((t) => t?.dispose());
   }
 }
 

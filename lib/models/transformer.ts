@@ -124,10 +124,10 @@ export class Transformer extends Module {
   readonly lmHead: Linear;
   private positions: Tensor | null = null;
   private encoderOut: Tensor | null = null;
-  /** The last background run queued on this model (see runAsync); later runs wait for it. */
-  private queue: Promise<unknown> = Promise.resolve();
-  /** True while recorded ops of this model run on a background thread: its buffers are in use. */
-  private running = false;
+  /** Recorded runs of this model queued or running on a background thread: its buffers are in use. */
+  private inFlight = 0;
+  /** True while a runAsync callback records: its calls are queued behind the runs in flight, which is safe. */
+  private recording = false;
 
   constructor(
     readonly config: ModelConfig,
@@ -162,26 +162,34 @@ export class Transformer extends Module {
   }
 
   /**
-   * Runs `record`, which calls this model's methods (decode, forward, ...), as one background job (ops.runAsync),
-   * after any earlier background run on this model. The event loop stays free meanwhile; concurrent generations
-   * on one model take turns step by step, since they share the model's scratch buffers.
+   * Records `record`, which calls this model's methods (decode, forward, ...), and runs it as one background job
+   * (ops.runAsync). Runs execute in the order they were recorded, so concurrent generations on one model take turns
+   * step by step, and a step may be recorded while the previous one still runs. Meanwhile synchronous calls on the
+   * model throw: its scratch buffers belong to the queued runs.
    */
-  runAsync<T>(record: () => T): Promise<T> {
-    const run = this.queue.then(() =>
-      runAsync(() => {
-        const result = record();
-        this.running = true; // set once recording succeeded: the queued ops now own the buffers
-        return result;
-      }).finally(() => {
-        this.running = false;
-      }),
-    );
-    this.queue = run.catch(() => undefined);
-    return run;
+  async runAsync<T>(record: () => T): Promise<T> {
+    let recorded = false;
+    const run = runAsync(() => {
+      this.recording = true;
+      let result: T;
+      try {
+        result = record();
+      } finally {
+        this.recording = false;
+      }
+      recorded = true;
+      this.inFlight++;
+      return result;
+    });
+    try {
+      return await run;
+    } finally {
+      if (recorded) this.inFlight--;
+    }
   }
 
   private assertIdle(method: string): void {
-    if (this.running) {
+    if (this.inFlight > 0 && !this.recording) {
       throw new Error(`Transformer.${method}: the model is running a background step (a generation in progress); await it before calling ${method}`);
     }
   }

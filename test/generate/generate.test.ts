@@ -34,7 +34,9 @@ test('cached greedy generation equals uncached greedy generation token for token
   const seq = Array.from(prompt);
   const V = model.config.vocab_size;
   for (let i = 0; i < 12; i++) {
-    const logits = model.forward(Tensor.from(Int32Array.from(seq), [1, seq.length])).toArray();
+    const input = Tensor.from(Int32Array.from(seq), [1, seq.length]);
+    const logits = model.forward(input).toArray();
+    input.dispose();
     seq.push(argmax(logits, (seq.length - 1) * V, V));
   }
   expect(steps.map((s) => s[0])).toEqual(seq.slice(prompt.length));
@@ -56,7 +58,7 @@ test('generation never blocks the event loop: every step runs on a background th
   const prompt = Int32Array.from({ length: 48 }, (_, i) => (i * 7919) % 50254);
   let stepsWithATick = 0;
   let ticked = false;
-  const gen = generateIds(model, prompt, 1, { maxNewTokens: 6, temperature: 0 });
+  const gen = generateIds(model, prompt, 1, { maxNewTokens: 6, temperature: 0, pipeline: false });
   for (;;) {
     ticked = false;
     setImmediate(() => (ticked = true));
@@ -65,6 +67,16 @@ test('generation never blocks the event loop: every step runs on a background th
     if (ticked) stepsWithATick++; // the loop turned while the step ran (a synchronous step resumes before it)
   }
   expect(stepsWithATick).toBe(6);
+  model.dispose();
+});
+
+test('pipelined generation (step n + 1 queued while step n runs) gives the tokens of step-by-step generation', async () => {
+  const model = tinyModel();
+  const prompt = Int32Array.from([0, 464, 1263, 273, 11, 12]);
+  for (const opts of [{ temperature: 0 }, { temperature: 1.2, topK: 40, seed: 9 }]) {
+    const plain = await collect(generateIds(model, prompt, 2, { maxNewTokens: 9, pipeline: false, ...opts }));
+    expect(await collect(generateIds(model, prompt, 2, { maxNewTokens: 9, ...opts }))).toEqual(plain);
+  }
   model.dispose();
 });
 
@@ -78,9 +90,11 @@ test('concurrent generations on one model take turns and give what they give alo
   const together = collect(generateIds(model, a, 1, { maxNewTokens: 10, temperature: 0.9, seed: 4 }));
   const other = collect(generateIds(model, b, 1, { maxNewTokens: 7, temperature: 0 }));
   await new Promise((r) => setImmediate(r));
-  expect(() => model.forward(Tensor.from(a, [1, 3]))).toThrow(/running a background step/);
+  const ids = Tensor.from(a, [1, 3]);
+  expect(() => model.forward(ids)).toThrow(/running a background step/);
   expect(await Promise.all([together, other])).toEqual(alone);
-  expect(() => model.forward(Tensor.from(a, [1, 3]))).not.toThrow(); // idle again
+  expect(() => model.forward(ids)).not.toThrow(); // idle again
+  ids.dispose();
   model.dispose();
 });
 
