@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Proves that `npm pack` gives a tarball that installs and runs without a C++ compiler (issue 8):
 # builds the prebuilt binary (prebuildify, N-API), packs, installs the tarball into an empty directory with a PATH
-# that holds node and npm only (no cc, c++, make, python), then runs `wavemoe info`, a short train and a generate.
+# that holds node, npm and sh only (no cc, c++, make, python), then runs `wavemoe info`, a short train and a generate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export npm_config_nodedir="${npm_config_nodedir:-/usr}"
-npm run prebuild
+[ -n "${SKIP_PREBUILD:-}" ] || npm run prebuild  # SKIP_PREBUILD=1 reuses prebuilds/
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tarball="$(npm pack --pack-destination "$work" | tail -1)"
@@ -19,6 +19,7 @@ mkdir -p "$work/bin" "$work/app"
 ln -s "$(command -v node)" "$work/bin/node"
 ln -s "$(command -v npm)" "$work/bin/npm"
 ln -s "$(command -v npx)" "$work/bin/npx"
+ln -s "$(command -v sh)" "$work/bin/sh"  # npm runs install scripts with sh
 cd "$work/app"
 echo '{"name": "app", "version": "1.0.0", "private": true}' > package.json
 PATH="$work/bin" npm install --no-audit --no-fund "$work/$tarball"
