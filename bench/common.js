@@ -3,13 +3,9 @@
 
 /** Parses `--key <integer>` pairs over `defaults`; values must be >= min. Unknown keys are an error. */
 function parseIntArgs(argv, defaults, min = 1) {
-  const opts = { ...defaults };
-  for (let i = 0; i < argv.length; i++) {
-    const key = argv[i].replace(/^--/, '');
-    if (!(key in opts) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument '${argv[i]}'`);
-    const v = Number(argv[++i]);
-    if (!Number.isInteger(v) || v < min) throw new Error(`--${key} needs an integer >= ${min}`);
-    opts[key] = v;
+  const opts = parseArgs(argv, defaults);
+  for (const [key, v] of Object.entries(opts)) {
+    if (v < min) throw new Error(`--${key} needs an integer >= ${min}`);
   }
   return opts;
 }
