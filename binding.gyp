@@ -1,12 +1,14 @@
 {
   # CPU-only source build of the addon (npm install). The CUDA build goes through CMakeLists.txt (npm run build:cuda).
+  # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: in a worker being terminated every N-API call fails; without it the
+  # failure to throw that error becomes a C++ exception that aborts the whole process.
   # Global flags stay at baseline x86-64; the AVX2 and AVX-512 micro-kernels are static libraries with their own
   # flags, chosen at run time from cpuid (csrc/core/cpu_features.cc).
   "target_defaults": {
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
     "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"],
     "cflags!": ["-fno-exceptions"],
-    "defines": ["NAPI_VERSION=8", "NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED"],
+    "defines": ["NAPI_VERSION=8", "NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"],
     "xcode_settings": {"GCC_ENABLE_CPP_EXCEPTIONS": "YES", "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3"]}
