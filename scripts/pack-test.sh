@@ -13,13 +13,14 @@ export npm_config_nodedir="${npm_config_nodedir:-/usr}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tarball="$(npm pack --pack-destination "$work" | tail -1)"
+listing="$(tar -tzf "$work/$tarball")"
 echo "packed $tarball ($(du -h "$work/$tarball" | cut -f1)):"
-tar -tzf "$work/$tarball" | sed 's|^package/||' | awk -F/ '{print $1 (NF > 1 ? "/" : "")}' | sort | uniq -c
-if tar -tzf "$work/$tarball" | grep -E '^package/(test|bench|build|scripts|docs)/|\.map$|\.tsbuildinfo$'; then
+sed 's|^package/||' <<<"$listing" | awk -F/ '{print $1 (NF > 1 ? "/" : "")}' | sort | uniq -c
+if grep -E '^package/(test|bench|build|scripts|docs)/|\.map$|\.tsbuildinfo$' <<<"$listing"; then
   echo "the tarball holds tests, benches, scripts, a build tree or source maps" >&2
   exit 1
 fi
-tar -tzf "$work/$tarball" | grep -q '^package/prebuilds/linux-x64/wavemoe\.glibc\.node$' || {
+grep -qx 'package/prebuilds/linux-x64/wavemoe\.glibc\.node' <<<"$listing" || {
   echo "the tarball has no prebuilds/linux-x64/wavemoe.glibc.node" >&2
   exit 1
 }
