@@ -1,6 +1,6 @@
 export { Tensor } from './tensor';
 export type { FloatDType } from './tensor';
-export { ops, runAsync } from './ops';
+export { ops, runAsync, scalar, Scalar } from './ops';
 export type { DType, AnyTypedArray, Isa, AllocStats } from './native';
 export { wavelet, WAVELET_DEFAULTS } from './wavelet';
 export type { CmorOptions, WaveletTransformOptions } from './wavelet';
@@ -8,7 +8,7 @@ export { validateConfig, ConfigError } from './models/config';
 export type { ModelConfig } from './models/config';
 export { preset, PRESET_NAMES } from './models/presets';
 export { Transformer } from './models/transformer';
-export type { DecodeState, LossResult } from './models/transformer';
+export type { DecodeState, LossResult, LossScalars } from './models/transformer';
 export { Tokenizer } from './tokenizer/tokenizer';
 export { Trainer } from './train/trainer';
 export type { BatchSource, BatchData, TrainOptions, StepMetrics } from './train/trainer';

@@ -18,13 +18,42 @@ export const ops: NativeOps = binding;
  */
 export async function runAsync<T>(record: () => T): Promise<T> {
   binding.recordBegin();
+  const slots: Array<[Scalar, number]> = [];
+  pendingScalars = slots;
   let result: T;
   try {
     result = record();
   } catch (err) {
     binding.recordCancel();
     throw err;
+  } finally {
+    pendingScalars = null;
   }
-  await binding.recordRunAsync();
+  const values = await binding.recordRunAsync();
+  for (const [s, slot] of slots) s.value = values[slot]!;
   return result;
+}
+
+/** The scalar result of an op: available at once outside runAsync, and once the run completes inside it. */
+export class Scalar {
+  constructor(public value: number) {}
+}
+
+/** The slots of the scalars created by the recording in progress. */
+let pendingScalars: Array<[Scalar, number]> | null = null;
+
+/**
+ * Wraps one op call that returns a number. Outside runAsync the Scalar holds the result at once; inside, the op is
+ * only queued, so the Scalar holds NaN until the run has completed and then the op's result (its value is set before
+ * runAsync's Promise resolves).
+ */
+export function scalar(call: () => number): Scalar {
+  if (pendingScalars === null) return new Scalar(call());
+  const slot = binding.recordScalarCount();
+  const s = new Scalar(call());
+  if (binding.recordScalarCount() !== slot + 1) {
+    throw new Error('scalar(): the call must make exactly one op call that returns a number');
+  }
+  pendingScalars.push([s, slot]);
+  return s;
 }

@@ -53,11 +53,12 @@ void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn 
                         env,
                         [prepare, op_name](const Napi::CallbackInfo& info) -> Napi::Value {
                           if (Recording* rec = active_recording(info.Env())) {
-                            // Recorded: validated now, run later in order; a scalar result is not available.
+                            // Recorded: validated now, run later in order. A scalar result is not available yet
+                            // (NaN now); the run delivers it in its slot (recordScalarCount, recordRunAsync).
                             StorageCollector used;
                             Job job = prepare(info);
                             std::vector<std::shared_ptr<Storage>> storages = used.take();
-                            rec->add(op_name, [run = std::move(job.run)] { run(); }, storages);
+                            rec->add(op_name, std::move(job.run), job.returns_number, storages);
                             return job.returns_number ? Napi::Value(Napi::Number::New(info.Env(), NAN))
                                                       : info.Env().Undefined();
                           }

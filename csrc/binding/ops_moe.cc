@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "../kernels/moe.h"
 #include "args.h"
 #include "ops.h"
+#include "recording.h"
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -201,30 +203,33 @@ Saved read_saved(const Args& a, const Group& g, const Tensor& x, const MoeConfig
 }
 
 // Backward reads the saved routing as indices: check their ranges, so that a foreign `saved` cannot send a kernel
-// out of bounds.
-void expect_valid_routing(const Args& a, const Saved& s, const MoeConfig& c) {
+// out of bounds. Returns what is wrong, or "" when the routing is consistent. The routing is data written by the
+// forward, so a recorded backward (runAsync) can only check it when it runs, after its forward has run.
+std::string routing_problem(const Saved& s, const MoeConfig& c) {
   const int64_t P = c.N * c.k;
   const int32_t* off = s.offsets.ptr<int32_t>();
   const int32_t* expert = s.expert.ptr<int32_t>();
   const int32_t* slot_row = s.slot_row.ptr<int32_t>();
   const int32_t* row_slot = s.row_slot.ptr<int32_t>();
   const int32_t* counts = s.counts.ptr<int32_t>();
-  auto bad = [&](const std::string& what) { a.fail_range("'saved' does not hold a forward's routing: " + what); };
-  if (off[0] != 0) bad("offsets[0] != 0");
+  if (off[0] != 0) return "offsets[0] != 0";
   for (int64_t e = 0; e < c.E; ++e) {
-    if (off[e + 1] < off[e]) bad("offsets decrease at expert " + std::to_string(e));
-    if (counts[e] < 0) bad("negative count at expert " + std::to_string(e));
+    if (off[e + 1] < off[e]) return "offsets decrease at expert " + std::to_string(e);
+    if (counts[e] < 0) return "negative count at expert " + std::to_string(e);
   }
   const int64_t R = off[c.E];
-  if (R > P) bad("offsets[E] exceeds tokens · topK");
+  if (R > P) return "offsets[E] exceeds tokens · topK";
   for (int64_t i = 0; i < P; ++i) {
-    if (expert[i] < 0 || expert[i] >= c.E) bad("expert index out of range at " + std::to_string(i));
-    if (slot_row[i] < -1 || slot_row[i] >= R) bad("slotRow out of range at " + std::to_string(i));
+    if (expert[i] < 0 || expert[i] >= c.E) return "expert index out of range at " + std::to_string(i);
+    if (slot_row[i] < -1 || slot_row[i] >= R) return "slotRow out of range at " + std::to_string(i);
   }
   for (int64_t r = 0; r < R; ++r) {
-    if (row_slot[r] < 0 || row_slot[r] >= P) bad("rowSlot out of range at " + std::to_string(r));
+    if (row_slot[r] < 0 || row_slot[r] >= P) return "rowSlot out of range at " + std::to_string(r);
   }
+  return "";
 }
+
+constexpr const char* kBadRouting = "'saved' does not hold a forward's routing: ";
 
 // No output may share memory with another output or with an input.
 void expect_disjoint(const Args& a, const std::vector<std::pair<Tensor, std::string>>& outputs,
@@ -329,7 +334,10 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   expect_tensor(a, db, "work.db", T, {P, F});
   expect_tensor(a, dweight, "work.dweight", T, {N, c.k});
   expect_tensor(a, dlogits, "work.dlogits", T, {N, E});
-  expect_valid_routing(a, s, c);
+  if (active_recording(info.Env()) == nullptr) {  // run now: check now (a RangeError before anything runs)
+    const std::string problem = routing_problem(s, c);
+    if (!problem.empty()) a.fail_range(kBadRouting + problem);
+  }
 
   std::vector<std::pair<Tensor, std::string>> outputs = grads_group.all(), inputs = params_group.all();
   for (auto& w : work_group.all()) outputs.push_back(w);
@@ -343,6 +351,9 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   OptTensor g_w1 = grads_group.get("w1"), g_b1 = grads_group.get("b1"), g_w2 = grads_group.get("w2");
   OptTensor g_b2 = grads_group.get("b2"), g_w3 = grads_group.get("w3"), g_b3 = grads_group.get("b3");
   return {[=] {
+    // Checked again when it runs: a recorded backward's routing did not exist yet at record time.
+    const std::string problem = routing_problem(s, c);
+    if (!problem.empty()) throw std::runtime_error(kBadRouting + problem);
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
       MoeGrads<T> g{ptr<T>(g_gate_w), ptr<T>(g_gate_b), ptr<T>(g_w1), ptr<T>(g_b1),

@@ -1,6 +1,8 @@
 // adamwStep and clipGradNorm: validation at the boundary, then csrc/kernels/adamw.
 #include <napi.h>
 
+#include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,8 @@
 
 namespace wavemoe {
 namespace {
+
+using OptTensor = std::optional<Tensor>;
 
 // A required finite number option.
 double required_number(const Args& a, const Napi::Object& o, const char* key) {
@@ -40,11 +44,29 @@ AdamWParams adamw_params(const Args& a, const Napi::Object& o) {
   return p;
 }
 
-// adamwStep(param, grad, m, v, { lr, step, beta1?, beta2?, eps?, weightDecay? }): param, m, v updated in place.
+// The optional one-element float64 tensor under `key`: a scalar that ops write or read at run time (not record time).
+OptTensor scalar_tensor_option(const Args& a, const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return OptTensor{};
+  TensorWrap* w = TensorWrap::Unwrap(v);
+  if (w == nullptr) a.fail_type(std::string("option '") + key + "' must be a Tensor");
+  if (w->disposed()) a.fail(std::string("option '") + key + "' is a disposed tensor");
+  const Tensor& t = w->tensor();
+  if (t.dtype != DType::f64 || t.numel() != 1) {
+    a.fail_type(std::string("option '") + key + "' must be a float64 tensor of one element");
+  }
+  return OptTensor{t};
+}
+
+// adamwStep(param, grad, m, v, { lr, step, beta1?, beta2?, eps?, weightDecay?, skipIfNonFinite? }): param, m, v
+// updated in place. skipIfNonFinite: a float64 [1] tensor (clipGradNorm's normOut) read when the step runs; if it
+// holds NaN or ±Infinity nothing is changed. The decision then needs no trip to JavaScript, so a whole training step
+// can be recorded and run off the main thread (PyTorch's GradScaler skips steps on its found_inf tensor the same way).
 Job prepare_adamw_step(const Napi::CallbackInfo& info) {
   Args a(info, "adamwStep");
   Tensor param = a.tensor(0, "param"), grad = a.tensor(1, "grad"), m = a.tensor(2, "m"), v = a.tensor(3, "v");
-  Napi::Object o = a.options(4, {"lr", "beta1", "beta2", "eps", "weightDecay", "step"});
+  Napi::Object o = a.options(4, {"lr", "beta1", "beta2", "eps", "weightDecay", "step", "skipIfNonFinite"});
+  const OptTensor guard = scalar_tensor_option(a, o, "skipIfNonFinite");
   a.expect_float(param, "param");
   const std::vector<std::pair<const Tensor*, const char*>> all = {{&param, "param"}, {&grad, "grad"}, {&m, "m"},
                                                                    {&v, "v"}};
@@ -59,6 +81,7 @@ Job prepare_adamw_step(const Napi::CallbackInfo& info) {
   }
   const AdamWParams p = adamw_params(a, o);
   return {[=] {
+    if (guard && !std::isfinite(guard->ptr<double>()[0])) return 0.0;
     dispatch_float(param.dtype, [&](auto t) {
       using T = decltype(t);
       adamw_step<T>(param.ptr<T>(), m.ptr<T>(), v.ptr<T>(), grad.ptr<T>(), param.numel(), p);
@@ -87,7 +110,8 @@ std::vector<Tensor> grad_list(const Args& a, const Napi::Value& v) {
   return grads;
 }
 
-// clipGradNorm(grads, maxNorm): returns the total L2 norm before clipping. maxNorm > 0, or Infinity (no clipping).
+// clipGradNorm(grads, maxNorm, normOut?): returns the total L2 norm before clipping, and writes it into normOut (a
+// float64 [1] tensor) when given. maxNorm > 0, or Infinity (no clipping).
 Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
   Args a(info, "clipGradNorm");
   const std::vector<Tensor> grads = grad_list(a, info.Length() > 0 ? info[0] : info.Env().Undefined());
@@ -95,8 +119,18 @@ Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsNumber()) a.fail_type("argument 'maxNorm' must be a number");
   const double max_norm = info[1].As<Napi::Number>().DoubleValue();
   if (!(max_norm > 0)) a.fail_range("argument 'maxNorm' must be > 0 (or Infinity), got " + std::to_string(max_norm));
+  OptTensor norm_out;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    norm_out = a.tensor(2, "normOut");
+    if (norm_out->dtype != DType::f64 || norm_out->numel() != 1) {
+      a.fail_type("argument 'normOut' must be a float64 tensor of one element");
+    }
+    for (size_t i = 0; i < grads.size(); ++i) {
+      a.expect_no_overlap(*norm_out, "normOut", grads[i], ("grads[" + std::to_string(i) + "]").c_str());
+    }
+  }
   return {[=] {
-            return dispatch_float(grads[0].dtype, [&](auto t) {
+            const double norm = dispatch_float(grads[0].dtype, [&](auto t) {
               using T = decltype(t);
               std::vector<T*> ptrs;
               std::vector<int64_t> sizes;
@@ -106,6 +140,8 @@ Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
               }
               return clip_grad_norm<T>(ptrs.data(), sizes.data(), static_cast<int64_t>(grads.size()), max_norm);
             });
+            if (norm_out) norm_out->ptr<double>()[0] = norm;
+            return norm;
           },
           true};
 }

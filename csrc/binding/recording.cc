@@ -1,5 +1,6 @@
 #include "recording.h"
 
+#include <limits>
 #include <stdexcept>
 
 #include "addon_data.h"
@@ -10,20 +11,27 @@ Recording::~Recording() {
   for (auto& s : pinned_) s->unpin();
 }
 
-void Recording::add(std::string name, std::function<void()> run, const std::vector<std::shared_ptr<Storage>>& used) {
+void Recording::add(std::string name, std::function<double()> run, bool returns_number,
+                    const std::vector<std::shared_ptr<Storage>>& used) {
   for (const auto& s : used) {
     if (pinned_set_.insert(s.get()).second) {
       s->pin();
       pinned_.push_back(s);
     }
   }
-  steps_.push_back({std::move(name), std::move(run)});
+  int64_t slot = -1;
+  if (returns_number) {
+    slot = static_cast<int64_t>(scalars_.size());
+    scalars_.push_back(std::numeric_limits<double>::quiet_NaN());
+  }
+  steps_.push_back({std::move(name), std::move(run), slot});
 }
 
 void Recording::run_all() {
   for (size_t i = 0; i < steps_.size(); ++i) {
     try {
-      steps_[i].run();
+      const double r = steps_[i].run();
+      if (steps_[i].scalar_slot >= 0) scalars_[static_cast<size_t>(steps_[i].scalar_slot)] = r;
     } catch (const std::exception& e) {
       throw std::runtime_error(steps_[i].name + " (recorded step " + std::to_string(i + 1) + " of " +
                                std::to_string(steps_.size()) + "): " + e.what());
@@ -60,7 +68,10 @@ class RecordingWorker : public Napi::AsyncWorker {
     done_.reset();
   }
   void OnOK() override {
-    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(rec_->size())));
+    const std::vector<double>& scalars = rec_->scalars();
+    Napi::Array out = Napi::Array::New(Env(), scalars.size());
+    for (size_t i = 0; i < scalars.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(Env(), scalars[i]));
+    deferred_.Resolve(out);
     rec_.reset();  // unpin now (not when the worker object happens to be deleted)
   }
   void OnError(const Napi::Error& e) override {
@@ -90,6 +101,11 @@ void register_recording(Napi::Env env, Napi::Object exports) {
                 info.Env().GetInstanceData<AddonData>()->recording.reset();
                 return info.Env().Undefined();
               }, "recordCancel"));
+  exports.Set("recordScalarCount", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Recording* rec = active_recording(info.Env());
+                if (rec == nullptr) throw Napi::Error::New(info.Env(), "recordScalarCount: no recording was begun");
+                return Napi::Number::New(info.Env(), static_cast<double>(rec->scalar_count()));
+              }, "recordScalarCount"));
   exports.Set("recordRunAsync", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 AddonData* d = info.Env().GetInstanceData<AddonData>();
                 if (!d->recording) throw Napi::Error::New(info.Env(), "recordRunAsync: no recording was begun");

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <cstdint>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -20,18 +21,26 @@ class Recording {
  public:
   ~Recording();
   // Appends a step; pins the storages it uses until the recording is run or dropped, so that dispose() of an
-  // intermediate tensor while recording (a normal thing for a forward pass to do) defers the free.
-  void add(std::string name, std::function<void()> run, const std::vector<std::shared_ptr<Storage>>& used);
+  // intermediate tensor while recording (a normal thing for a forward pass to do) defers the free. A step that
+  // returns a number (an op with a scalar result) gets the next scalar slot: its result is kept for the caller.
+  void add(std::string name, std::function<double()> run, bool returns_number,
+           const std::vector<std::shared_ptr<Storage>>& used);
   // Runs every step in order; the first failure stops the run and is rethrown with the step's name.
   void run_all();
   size_t size() const { return steps_.size(); }
+  // How many steps with a scalar result were added so far (the next one's slot index).
+  size_t scalar_count() const { return scalars_.size(); }
+  // The scalar results in slot order (NaN until run_all has run their steps).
+  const std::vector<double>& scalars() const { return scalars_; }
 
  private:
   struct Step {
     std::string name;
-    std::function<void()> run;
+    std::function<double()> run;
+    int64_t scalar_slot;  // -1: no scalar result
   };
   std::vector<Step> steps_;
+  std::vector<double> scalars_;
   std::vector<std::shared_ptr<Storage>> pinned_;
   std::unordered_set<const Storage*> pinned_set_;
 };
@@ -39,7 +48,7 @@ class Recording {
 // The environment's active recording, or nullptr when ops run immediately.
 Recording* active_recording(Napi::Env env);
 
-// recordBegin(), recordCancel(), recordRunAsync() -> Promise<number of steps run>.
+// recordBegin(), recordCancel(), recordScalarCount(), recordRunAsync() -> Promise<scalar results, in slot order>.
 void register_recording(Napi::Env env, Napi::Object exports);
 
 }  // namespace wavemoe

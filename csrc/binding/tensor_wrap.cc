@@ -197,7 +197,8 @@ Napi::Value TensorWrap::JS_copyFrom(const Napi::CallbackInfo& info) {
   if (Recording* rec = active_recording(env)) {  // the copy happens in order with the recorded ops
     auto bytes = std::make_shared<std::vector<char>>(src, src + t.nbytes());
     Tensor dst = t;
-    rec->add("Tensor.copyFrom", [dst, bytes] { std::memcpy(dst.data(), bytes->data(), bytes->size()); }, {t.storage});
+    rec->add("Tensor.copyFrom", [dst, bytes] { std::memcpy(dst.data(), bytes->data(), bytes->size()); return 0.0; },
+             false, {t.storage});
     return info.This();
   }
   std::memcpy(t.data(), src, t.nbytes());
@@ -222,7 +223,7 @@ Napi::Value TensorWrap::JS_fill(const Napi::CallbackInfo& info) {
     }
   };
   if (Recording* rec = active_recording(env)) {
-    rec->add("Tensor.fill", fill, {t.storage});
+    rec->add("Tensor.fill", [fill] { fill(); return 0.0; }, false, {t.storage});
   } else {
     fill();
   }

@@ -4,7 +4,7 @@
  * `layers.{i}.moe.experts.{e}.w1.weight`, `encoder.layers.{i}.*`, `norm.weight`, `lm_head.weight|bias`.
  */
 import type { KVCache } from '../generate/kv_cache';
-import { ops, runAsync } from '../ops';
+import { ops, runAsync, Scalar, scalar } from '../ops';
 import { Tensor } from '../tensor';
 import type { AttentionOptions } from '../nn/attention';
 import { Block, type FeedForwardLike } from '../nn/block';
@@ -16,7 +16,7 @@ import { MoE } from '../nn/moe';
 import { Norm } from '../nn/norm';
 import { WaveletEmbedding } from '../nn/wavelet_embedding';
 import type { Parameter } from '../nn/parameter';
-import type { ModelConfig } from './config';
+import { validateConfig, type ModelConfig } from './config';
 
 export type ModelDType = 'float32' | 'float64';
 
@@ -117,6 +117,13 @@ export interface LossResult {
   auxLoss: number;
 }
 
+/** LossResult as Scalars: inside runAsync (Transformer.runAsync) they hold their values once the run completes. */
+export interface LossScalars {
+  loss: Scalar;
+  /** One per MoE layer (summed: LossResult.auxLoss). */
+  auxLosses: Scalar[];
+}
+
 export class Transformer extends Module {
   readonly embed: TokenEmbedding;
   readonly decoder: Stack;
@@ -128,13 +135,21 @@ export class Transformer extends Module {
   private inFlight = 0;
   /** True while a runAsync callback records: its calls are queued behind the runs in flight, which is safe. */
   private recording = false;
+  private isDisposed = false;
+  readonly config: ModelConfig;
 
   constructor(
-    readonly config: ModelConfig,
+    config: ModelConfig,
     readonly dtype: ModelDType = 'float32',
   ) {
     super();
-    const c = config;
+    if (dtype !== 'float32' && dtype !== 'float64') {
+      throw new TypeError(`Transformer: dtype must be 'float32' or 'float64', got ${String(dtype)}`);
+    }
+    // Validated again (cheap, idempotent): a hand-written config object gets the config's messages and defaults
+    // rather than a TypeError from deep inside a layer.
+    const c = validateConfig(config);
+    this.config = c;
     this.embed = this.addModule(makeEmbedding(c, dtype));
     const seq2seq = c.architecture === 'encoder-decoder';
     this.encoder = seq2seq ? this.addModule(new Stack('encoder.', c.n_encoder_layers, c, dtype, false, false)) : null;
@@ -189,6 +204,7 @@ export class Transformer extends Module {
   }
 
   private assertIdle(method: string): void {
+    if (this.isDisposed) throw new Error(`Transformer.${method}: the model has been disposed`);
     if (this.inFlight > 0 && !this.recording) {
       throw new Error(`Transformer.${method}: the model is running a background step (a generation in progress); await it before calling ${method}`);
     }
@@ -200,6 +216,9 @@ export class Transformer extends Module {
   }
 
   private checkIds(ids: Tensor, what: string): [number, number] {
+    if (typeof ids !== 'object' || ids === null || typeof (ids as { reshape?: unknown }).reshape !== 'function') {
+      throw new TypeError(`${what} must be an int32 tensor [batch, seq_len], got ${Array.isArray(ids) ? 'an array' : String(ids)}`);
+    }
     if (ids.dtype !== 'int32' || ids.shape.length !== 2) {
       throw new TypeError(`${what} must be an int32 tensor [batch, seq_len], got ${ids.dtype} [${ids.shape.join(', ')}]`);
     }
@@ -338,28 +357,45 @@ export class Transformer extends Module {
    * ignored), gradients added into every parameter's grad (scaled by gradScale, for gradient accumulation).
    */
   lossAndGrad(ids: Tensor, targets: Tensor, encoderIds: Tensor | null = null, gradScale = 1): LossResult {
+    const r = this.lossAndGradScalars(ids, targets, encoderIds, gradScale);
+    return { loss: r.loss.value, auxLoss: r.auxLosses.reduce((a, s) => a + s.value, 0) };
+  }
+
+  /** lossAndGrad with the losses as Scalars, so that it can be recorded (runAsync) and read after the run. */
+  lossAndGradScalars(ids: Tensor, targets: Tensor, encoderIds: Tensor | null = null, gradScale = 1): LossScalars {
     const logits = this.forward(ids, encoderIds);
-    if (targets.dtype !== 'int32' || targets.numel !== ids.numel) {
-      throw new TypeError(`targets must be int32 with the shape of ids [${ids.shape.join(', ')}]`);
-    }
+    this.checkTargets(targets, ids);
     const V = this.config.vocab_size;
     const flat = logits.reshape([ids.numel, V]);
     // dlogits overwrite the logits in place: the [B·T, 50254] buffer is the largest of the step.
-    const loss = ops.crossEntropyForwardBackward(flat, null, flat, targets.reshape([ids.numel]), { gradScale });
-    const auxLoss = this.auxLoss();
+    const loss = scalar(() => ops.crossEntropyForwardBackward(flat, null, flat, targets.reshape([ids.numel]), { gradScale }));
+    const auxLosses = this.moeLayers().map((m) => m.auxLossScalar());
     for (const m of this.moeLayers()) m.auxGradScale = gradScale;
     this.backward(logits);
-    return { loss, auxLoss };
+    return { loss, auxLosses };
   }
 
   /** Mean cross-entropy without gradients (evaluation). */
   loss(ids: Tensor, targets: Tensor, encoderIds: Tensor | null = null): number {
+    return this.lossScalar(ids, targets, encoderIds).value;
+  }
+
+  /** loss() as a Scalar, so that it can be recorded (runAsync) and read after the run. */
+  lossScalar(ids: Tensor, targets: Tensor, encoderIds: Tensor | null = null): Scalar {
     const logits = this.forward(ids, encoderIds);
+    this.checkTargets(targets, ids);
     const V = this.config.vocab_size;
-    return ops.crossEntropyForwardBackward(null, null, logits.reshape([ids.numel, V]), targets.reshape([ids.numel]));
+    return scalar(() => ops.crossEntropyForwardBackward(null, null, logits.reshape([ids.numel, V]), targets.reshape([ids.numel])));
+  }
+
+  private checkTargets(targets: Tensor, ids: Tensor): void {
+    if (typeof targets !== 'object' || targets === null || targets.dtype !== 'int32' || targets.numel !== ids.numel) {
+      throw new TypeError(`targets must be int32 with the shape of ids [${ids.shape.join(', ')}]`);
+    }
   }
 
   override dispose(): void {
+    this.isDisposed = true;
     this.positions?.dispose();
     super.dispose();
   }

@@ -7,7 +7,7 @@
  * (`{name}.experts.{e}.w1.weight`, ...) are views into it, for value and grad alike, so the optimizer and
  * checkpoints see PyTorch-style per-expert names without copies.
  */
-import { ops } from '../ops';
+import { ops, Scalar, scalar } from '../ops';
 import { Tensor } from '../tensor';
 import type { MoeGrads, MoeOptions, MoeParams, MoeSaved, MoeWork } from '../native/types/moe';
 import { Module } from './module';
@@ -65,7 +65,8 @@ export class MoE extends Module {
   private readonly opts: MoeOptions;
   private input: Tensor | null = null;
   private saved: MoeSaved | null = null;
-  private lastAux = 0;
+  /** The weighted auxiliary loss of the last forward (set when its run completes if the forward was recorded). */
+  private lastAux = new Scalar(0);
 
   constructor(
     name: string,
@@ -189,7 +190,7 @@ export class MoE extends Module {
     const dtype = x.dtype as 'float32' | 'float64';
     const out = this.buffers.get('out', [N, D], dtype);
     const saved = this.savedFor(N, dtype);
-    this.lastAux = ops.moeForward(out, saved, x2, this.params, this.opts);
+    this.lastAux = scalar(() => ops.moeForward(out, saved, x2, this.params, this.opts));
     this.input = x2;
     this.saved = saved;
     return out.reshape(x.shape);
@@ -211,6 +212,11 @@ export class MoE extends Module {
 
   /** The weighted auxiliary loss (load balancing + z-loss) of the last forward. */
   auxLoss(): number {
+    return this.lastAux.value;
+  }
+
+  /** The same as a Scalar: inside runAsync, it holds the value once the run has completed. */
+  auxLossScalar(): Scalar {
     return this.lastAux;
   }
 
@@ -230,7 +236,7 @@ export class MoE extends Module {
       loadFraction: counts.map((c) => (pairs > 0 ? c / pairs : 0)),
       loadBalancingLoss: aux[0]!,
       zLoss: aux[1]!,
-      auxLoss: this.lastAux,
+      auxLoss: this.lastAux.value,
     };
   }
 

@@ -31,13 +31,20 @@ export class AdamW {
     }
   }
 
-  /** Clips the global gradient norm to maxNorm (if > 0) and returns the norm before clipping. */
-  clipGradNorm(maxNorm: number): number {
+  /**
+   * Clips the global gradient norm to maxNorm (if > 0) and returns the norm before clipping. normOut (float64 [1])
+   * also receives it, for update(lr, normOut) in a recorded step.
+   */
+  clipGradNorm(maxNorm: number, normOut?: Tensor): number {
     const grads = this.trainable.map((p) => p.grad!);
-    return ops.clipGradNorm(grads, maxNorm > 0 ? maxNorm : Infinity); // Infinity: measure only
+    return ops.clipGradNorm(grads, maxNorm > 0 ? maxNorm : Infinity, normOut); // Infinity: measure only
   }
 
-  update(lr: number): void {
+  /**
+   * One AdamW step at learning rate lr. With skipIfNonFinite (clipGradNorm's normOut), every parameter's update is
+   * skipped when it holds NaN or ±Infinity, decided when the step runs; the caller then takes back the step count.
+   */
+  update(lr: number, skipIfNonFinite?: Tensor): void {
     this.step += 1;
     for (const p of this.trainable) {
       ops.adamwStep(p.value, p.grad!, this.m.get(p.name)!, this.v.get(p.name)!, {
@@ -47,6 +54,7 @@ export class AdamW {
         eps: this.opts.eps,
         weightDecay: p.value.shape.length >= 2 ? this.opts.weightDecay : 0,
         step: this.step,
+        skipIfNonFinite,
       });
     }
   }

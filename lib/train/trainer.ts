@@ -2,12 +2,14 @@
  * The training loop: gradient accumulation, global-norm clipping, AdamW with warmup + cosine schedule, periodic
  * evaluation and checkpoints, JSONL metrics. Everything numeric runs in native kernels; this file only orders them.
  * Training is reproducible: the same seed, data and thread count give the same losses bit for bit, and a resumed
- * run continues exactly where the saved one stopped.
+ * run continues exactly where the saved one stopped. run() records each step and each evaluation (the model's
+ * runAsync) and runs it off the main thread: the event loop stays free while the model trains.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { scalar, type Scalar } from '../ops';
 import { Tensor } from '../tensor';
-import type { Transformer } from '../models/transformer';
+import type { LossScalars, Transformer } from '../models/transformer';
 import { AdamW } from './optimizer';
 import { learningRate } from './schedule';
 import { loadOptimizerState, saveCheckpoint, type TrainerState } from './checkpoint';
@@ -59,6 +61,9 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
+/** What a step returns; run() adds the timing (StepMetrics). */
+export type StepResult = Omit<StepMetrics, 'tokensPerSecond' | 'elapsedSeconds'>;
+
 export interface StepMetrics {
   step: number;
   loss: number;
@@ -85,6 +90,8 @@ export class Trainer {
   private readonly ids: Tensor;
   private readonly targets: Tensor;
   private readonly encIds: Tensor | null;
+  /** The gradient norm of the step in flight, read by adamwStep when it runs (skips a non-finite step). */
+  private readonly gradNorm = Tensor.zeros([1], 'float64');
 
   constructor(
     readonly model: Transformer,
@@ -109,6 +116,13 @@ export class Trainer {
     };
     check(Number.isSafeInteger(this.o.gradAccum) && this.o.gradAccum >= 1, 'gradAccum must be a positive integer');
     check(this.o.gradClip >= 0, 'gradClip must be >= 0');
+    // Checked here, not at the first update or the first evaluation (a bad value failed there, or did nothing).
+    check(Number.isFinite(this.o.minLr) && this.o.minLr >= 0, `minLr must be a number >= 0, got ${this.o.minLr}`);
+    check(Number.isFinite(this.o.weightDecay) && this.o.weightDecay >= 0, `weightDecay must be a number >= 0, got ${this.o.weightDecay}`);
+    for (const key of ['warmupSteps', 'evalEvery', 'saveEvery'] as const) {
+      check(Number.isSafeInteger(this.o[key]) && this.o[key] >= 0, `${key} must be an integer >= 0, got ${this.o[key]}`);
+    }
+    check(Number.isSafeInteger(this.o.evalBatches) && this.o.evalBatches >= 1, `evalBatches must be a positive integer, got ${this.o.evalBatches}`);
     const { batchSize: B, seqLen: T } = data;
     check(T <= model.config.max_seq_len, `sequence length ${T} exceeds the model's max_seq_len ${model.config.max_seq_len}`);
     this.optimizer = new AdamW(model.parameters(), this.o);
@@ -129,36 +143,79 @@ export class Trainer {
     if (this.encIds && b.encoderInputs) this.encIds.copyFrom(b.encoderInputs);
   }
 
-  /** One optimizer step (gradAccum micro-batches). */
-  trainStep(): Omit<StepMetrics, 'tokensPerSecond' | 'elapsedSeconds'> {
+  /** One optimizer step (gradAccum micro-batches), on the calling thread. */
+  trainStep(): StepResult {
+    const lr = this.currentLr();
+    const r = this.recordStep(lr);
+    return this.finishStep(r, lr);
+  }
+
+  /**
+   * One optimizer step, recorded and run off the main thread (Transformer.runAsync): the event loop stays free for
+   * the whole step. The same ops in the same order as trainStep(), so the same numbers bit for bit.
+   */
+  async trainStepAsync(): Promise<StepResult> {
+    const lr = this.currentLr();
+    const r = await this.model.runAsync(() => this.recordStep(lr));
+    return this.finishStep(r, lr);
+  }
+
+  private currentLr(): number {
+    return learningRate(this.step, { lr: this.o.lr, minLr: this.o.minLr, warmupSteps: this.o.warmupSteps, totalSteps: this.o.steps });
+  }
+
+  /** The ops of one step. The update is skipped natively when the gradient norm is not finite. */
+  private recordStep(lr: number): { losses: LossScalars[]; norm: Scalar } {
     const { gradAccum } = this.o;
     this.model.zeroGrad();
-    let loss = 0;
-    let auxLoss = 0;
+    const losses: LossScalars[] = [];
     for (let micro = 0; micro < gradAccum; micro++) {
       this.load(this.data.batch(this.step * gradAccum + micro));
-      const r = this.model.lossAndGrad(this.ids, this.targets, this.encIds, 1 / gradAccum);
-      loss += r.loss / gradAccum;
-      auxLoss += r.auxLoss / gradAccum;
+      losses.push(this.model.lossAndGradScalars(this.ids, this.targets, this.encIds, 1 / gradAccum));
     }
-    const gradNorm = this.optimizer.clipGradNorm(this.o.gradClip);
-    const lr = learningRate(this.step, { lr: this.o.lr, minLr: this.o.minLr, warmupSteps: this.o.warmupSteps, totalSteps: this.o.steps });
-    if (Number.isFinite(gradNorm)) this.optimizer.update(lr);
+    const norm = scalar(() => this.optimizer.clipGradNorm(this.o.gradClip, this.gradNorm));
+    this.optimizer.update(lr, this.gradNorm);
+    return { losses, norm };
+  }
+
+  private finishStep(r: { losses: LossScalars[]; norm: Scalar }, lr: number): StepResult {
+    const { gradAccum } = this.o;
+    let loss = 0;
+    let auxLoss = 0;
+    for (const l of r.losses) {
+      loss += l.loss.value / gradAccum;
+      auxLoss += l.auxLosses.reduce((a, s) => a + s.value, 0) / gradAccum;
+    }
+    const gradNorm = r.norm.value;
+    if (!Number.isFinite(gradNorm)) this.optimizer.step -= 1; // adamwStep skipped the update
     this.step += 1;
     return { step: this.step, loss, auxLoss, lr, gradNorm };
   }
 
-  /** Mean loss and perplexity over up to `evalBatches` held-out batches. */
+  /** Mean loss and perplexity over up to `evalBatches` held-out batches, on the calling thread. */
   evaluate(): { loss: number; perplexity: number } {
-    let sum = 0;
-    let n = 0;
+    return this.meanLoss(this.recordEvaluation());
+  }
+
+  /** evaluate(), recorded and run off the main thread. */
+  async evaluateAsync(): Promise<{ loss: number; perplexity: number }> {
+    return this.meanLoss(await this.model.runAsync(() => this.recordEvaluation()));
+  }
+
+  private recordEvaluation(): Scalar[] {
+    const losses: Scalar[] = [];
     for (const b of this.data.evalBatches(this.o.evalBatches)) {
       this.load(b);
-      sum += this.model.loss(this.ids, this.targets, this.encIds);
-      n++;
+      losses.push(this.model.lossScalar(this.ids, this.targets, this.encIds));
     }
-    if (n === 0) throw new Error('evaluate: the validation split is smaller than one batch');
-    const loss = sum / n;
+    if (losses.length === 0) throw new Error('evaluate: the validation split is smaller than one batch');
+    return losses;
+  }
+
+  private meanLoss(losses: Scalar[]): { loss: number; perplexity: number } {
+    let sum = 0;
+    for (const l of losses) sum += l.value;
+    const loss = sum / losses.length;
     return { loss, perplexity: Math.exp(loss) };
   }
 
@@ -175,20 +232,34 @@ export class Trainer {
     return this.lastCheckpoint;
   }
 
-  /** Trains until `steps`, yielding to the event loop between steps (so signals and timers run). */
+  /**
+   * Throws unless the data gives at least one validation batch. Every run() ends with an evaluation: without a
+   * validation batch it failed there, after all the training and before the final save; run() checks first.
+   */
+  checkValidation(): void {
+    const first = this.data.evalBatches(1)[Symbol.iterator]().next();
+    check(
+      first.done !== true,
+      `the validation split is smaller than one batch (${this.data.batchSize} sequences of ${this.data.seqLen} tokens, plus one); ` +
+        'use more text, a smaller batch size or a shorter sequence length',
+    );
+  }
+
+  /** Trains until `steps`; every step and evaluation runs off the main thread (signals and timers keep running). */
   async run(): Promise<StepMetrics | null> {
     const { steps, evalEvery, saveEvery, logFile, onStep, signal } = this.o;
     if (logFile) fs.mkdirSync(path.dirname(path.resolve(logFile)), { recursive: true });
     const tokensPerStep = this.data.batchSize * this.data.seqLen * this.o.gradAccum;
+    if (this.step < steps) this.checkValidation();
     const start = performance.now();
     let last: StepMetrics | null = null;
     while (this.step < steps && !signal?.aborted) {
       const t0 = performance.now();
-      const r = this.trainStep();
+      const r = await this.trainStepAsync();
       const seconds = (performance.now() - t0) / 1000;
       const m: StepMetrics = { ...r, tokensPerSecond: tokensPerStep / seconds, elapsedSeconds: (performance.now() - start) / 1000 };
       if ((evalEvery > 0 && this.step % evalEvery === 0) || this.step === steps) {
-        const ev = this.evaluate();
+        const ev = await this.evaluateAsync();
         m.valLoss = ev.loss;
         m.valPerplexity = ev.perplexity;
       }
@@ -207,5 +278,6 @@ export class Trainer {
     this.ids.dispose();
     this.targets.dispose();
     this.encIds?.dispose();
+    this.gradNorm.dispose();
   }
 }

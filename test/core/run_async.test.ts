@@ -1,5 +1,5 @@
 // ops.runAsync: recorded ops run in order, off the main thread, with the results of running them one by one.
-import { Tensor, ops, runAsync } from '../../lib';
+import { Scalar, Tensor, ops, runAsync, scalar } from '../../lib';
 import { Rng } from '../helpers/random';
 
 function randomTensor(shape: number[], seed: number): Tensor {
@@ -110,4 +110,23 @@ test('the event loop runs while a recorded job runs', async () => {
     for (let i = 0; i < 8; i++) ops.matmul(c, a, b); // ~0.9 GFLOP: milliseconds, far longer than one loop turn
   });
   expect(ticked).toBe(true); // a synchronous run would have resumed here before the immediate
+});
+
+test('scalar(): an op\'s scalar result inside runAsync is NaN while recording and set once the run completes', async () => {
+  const grads = [randomTensor([7, 13], 21), randomTensor([31], 22)];
+  const expected = ops.clipGradNorm(grads.map((g) => Tensor.from(g.toArray(), g.shape)), Infinity);
+  let during = 0;
+  let handle: Scalar | null = null;
+  await runAsync(() => {
+    handle = scalar(() => ops.clipGradNorm(grads, Infinity));
+    during = handle.value;
+  });
+  expect(during).toBeNaN();
+  expect(handle!.value).toBe(expected);
+  // Outside a recording the value is there at once.
+  expect(scalar(() => ops.clipGradNorm(grads, Infinity)).value).toBe(expected);
+});
+
+test('scalar() inside runAsync refuses a call that makes no op call with a scalar result', async () => {
+  await expect(runAsync(() => scalar(() => 3))).rejects.toThrow(/exactly one op call that returns a number/);
 });

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, ops } from '../../lib';
+import { Tensor, ops, runAsync } from '../../lib';
 import type { FloatDType } from '../../lib';
 import { Rng } from '../helpers/random';
 import { TOL_F64, expectClose, type Tolerance } from '../helpers/compare';
@@ -169,5 +169,53 @@ describe('adamwStep bad input', () => {
     expect(() => ops.adamwStep(param, grad, m, gone, ok)).toThrow(/'v' is a disposed tensor/);
     expect(() => ops.adamwStep(param, [0] as unknown as Tensor, m, v, ok)).toThrow(/'grad' must be a Tensor/);
     expect(() => ops.adamwStep(param, grad, m, v, 0.001 as never)).toThrow(/options must be an object/);
+  });
+});
+
+describe('adamwStep skipIfNonFinite', () => {
+  const setup = (seed: number) => {
+    const n = 67;
+    return [0, 1, 2, 3].map((k) => Tensor.randn([n], { seed: seed + k, std: k === 3 ? 0.1 : 1, dtype: 'float64' }));
+  };
+  const abs = (ts: Tensor[]) => ts.map((t) => Array.from(t.toArray()));
+
+  test('a finite guard changes nothing about the step; NaN or Infinity skips it entirely', () => {
+    const guard = Tensor.zeros([1], 'float64');
+    const opts = { lr: 1e-2, step: 1, weightDecay: 0.1 };
+    const [p1, g1, m1, v1] = setup(1);
+    const [p2, g2, m2, v2] = setup(1);
+    v1!.copyFrom(v1!.toArray().map(Math.abs));
+    v2!.copyFrom(v2!.toArray().map(Math.abs));
+    guard.fill(3.5);
+    ops.adamwStep(p1!, g1!, m1!, v1!, opts);
+    ops.adamwStep(p2!, g2!, m2!, v2!, { ...opts, skipIfNonFinite: guard });
+    expect(abs([p2!, m2!, v2!])).toEqual(abs([p1!, m1!, v1!]));
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const before = abs([p2!, m2!, v2!]);
+      guard.fill(bad);
+      ops.adamwStep(p2!, g2!, m2!, v2!, { ...opts, step: 2, skipIfNonFinite: guard });
+      expect(abs([p2!, m2!, v2!])).toEqual(before);
+    }
+  });
+
+  test('the guard is read when the step runs, not when it is recorded', async () => {
+    const guard = Tensor.zeros([1], 'float64');
+    const [p, g, m, v] = setup(5);
+    v!.copyFrom(v!.toArray().map(Math.abs));
+    const before = abs([p!, m!, v!]);
+    await runAsync(() => {
+      // The guard holds 0 (finite) while this is recorded; the recorded fill makes it NaN before the step runs.
+      guard.fill(NaN);
+      ops.adamwStep(p!, g!, m!, v!, { lr: 1e-2, step: 1, skipIfNonFinite: guard });
+    });
+    expect(abs([p!, m!, v!])).toEqual(before);
+  });
+
+  test('the guard must be a float64 tensor of one element', () => {
+    const [p, g, m, v] = setup(9);
+    expect(() => ops.adamwStep(p!, g!, m!, v!, { lr: 1, step: 1, skipIfNonFinite: Tensor.zeros([1], 'float32') })).toThrow(
+      /adamwStep: option 'skipIfNonFinite' must be a float64 tensor of one element/,
+    );
+    expect(() => ops.adamwStep(p!, g!, m!, v!, { lr: 1, step: 1, skipIfNonFinite: 3 as never })).toThrow(/option 'skipIfNonFinite' must be a Tensor/);
   });
 });

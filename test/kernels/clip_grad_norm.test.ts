@@ -135,3 +135,28 @@ describe('clipGradNorm bad input', () => {
     expect(() => ops.clipGradNorm([g], '1' as unknown as number)).toThrow(/'maxNorm' must be a number/);
   });
 });
+
+describe('clipGradNorm normOut', () => {
+  test('receives the norm it returns; a non-finite norm too, and the grads stay unscaled then', () => {
+    const grads = makeGrads('float32', 11);
+    const out = Tensor.zeros([1], 'float64');
+    const norm = ops.clipGradNorm(grads, 1.0, out);
+    expect(out.toArray()[0]).toBe(norm);
+    expect(norm).toBeGreaterThan(1);
+    const bad = makeGrads('float32', 12);
+    const data = bad[1]!.toArray();
+    data[5] = NaN;
+    bad[1]!.copyFrom(data);
+    const before = bad.map((g) => g.toArray());
+    expect(ops.clipGradNorm(bad, 1.0, out)).toBeNaN();
+    expect(out.toArray()[0]).toBeNaN();
+    bad.forEach((g, k) => expect(g.toArray()).toEqual(before[k]));
+  });
+
+  test('normOut must be a float64 tensor of one element, apart from the grads', () => {
+    const grads = makeGrads('float64', 13);
+    expect(() => ops.clipGradNorm(grads, 1, Tensor.zeros([1], 'float32'))).toThrow(/clipGradNorm: argument 'normOut' must be a float64 tensor of one element/);
+    expect(() => ops.clipGradNorm(grads, 1, Tensor.zeros([2], 'float64'))).toThrow(/normOut' must be a float64 tensor of one element/);
+    expect(() => ops.clipGradNorm(grads, 1, grads[0]!)).toThrow(/clipGradNorm: arguments 'normOut' and 'grads\[0\]' must not share memory/);
+  });
+});

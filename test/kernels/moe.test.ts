@@ -1,4 +1,4 @@
-import { Tensor, ops } from '../../lib';
+import { Tensor, ops, runAsync } from '../../lib';
 import type { FloatDType } from '../../lib';
 import type { MoeGrads, MoeOptions, MoeParams, MoeSaved, MoeWork } from '../../lib/native/types/moe';
 import type { NativeTensor } from '../../lib/native';
@@ -572,6 +572,18 @@ describe('bad input', () => {
     expect(() => bwd(layer.saved, { ...layer.grads, w1: layer.x })).toThrow(/'grads.w1' must have shape/);
     expect(() => bwd(layer.saved, { ...layer.grads, gateWeight: layer.grads.b2 })).toThrow(/must not share memory/);
     [dout, offsets, slotRow, g].forEach((t) => t.dispose());
+  });
+
+  test('backward recorded (runAsync): foreign routing is caught when the step runs, before any kernel reads it', async () => {
+    layer.forward();
+    const dout = Tensor.zeros([6, 4], 'float64');
+    const slotRow = Tensor.from(new Int32Array(12).fill(40), [6, 2]);
+    const dxBefore = layer.dx.toArray();
+    await expect(
+      runAsync(() => ops.moeBackward(layer.dx, layer.grads, layer.work, dout, { ...layer.saved, slotRow }, layer.x, layer.params, options(c))),
+    ).rejects.toThrow(/moeBackward \(recorded step 1 of 1\): 'saved' does not hold a forward's routing: slotRow out of range at 0/);
+    expect(layer.dx.toArray()).toEqual(dxBefore);
+    [dout, slotRow].forEach((t) => t.dispose());
   });
 });
 

@@ -14,6 +14,11 @@ export interface AdamWOptions {
   eps?: number;
   /** Decoupled weight decay, >= 0; default 0.01 (torch.optim.AdamW's). */
   weightDecay?: number;
+  /**
+   * A float64 tensor of one element (clipGradNorm's normOut), read when the step runs: if it holds NaN or ±Infinity
+   * the step changes nothing. Lets a recorded training step skip a bad update without a trip to JavaScript.
+   */
+  skipIfNonFinite?: NativeTensor;
 }
 
 export interface OptimizerOps {
@@ -36,8 +41,9 @@ export interface OptimizerOps {
    * count); if it exceeds maxNorm every grad is scaled in place by maxNorm / (norm + 1e-6). Returns the norm before
    * clipping. maxNorm > 0, or Infinity to measure only. A non-finite norm (NaN/Infinity in a grad) is returned and
    * nothing is scaled: the caller decides (typically skips the step). grads: a non-empty array of disjoint tensors
-   * of one float dtype.
+   * of one float dtype. normOut (optional, a float64 tensor of one element) receives the norm too, for ops that read
+   * it later in a recording (adamwStep's skipIfNonFinite).
    */
-  clipGradNorm(grads: NativeTensor[], maxNorm: number): number;
-  clipGradNormAsync(grads: NativeTensor[], maxNorm: number): Promise<number>;
+  clipGradNorm(grads: NativeTensor[], maxNorm: number, normOut?: NativeTensor): number;
+  clipGradNormAsync(grads: NativeTensor[], maxNorm: number, normOut?: NativeTensor): Promise<number>;
 }

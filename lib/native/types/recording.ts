@@ -4,6 +4,8 @@ export interface RecordingOps {
   recordBegin(): void;
   /** Drops the queued ops without running them. */
   recordCancel(): void;
-  /** Runs the queued ops in order on a background thread; resolves to how many ran. */
-  recordRunAsync(): Promise<number>;
+  /** How many queued ops have a scalar result so far: the slot index of the next one. */
+  recordScalarCount(): number;
+  /** Runs the queued ops in order on a background thread; resolves to their scalar results, in slot order. */
+  recordRunAsync(): Promise<number[]>;
 }
