@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include "recording.h"
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -88,6 +89,12 @@ int64_t Args::option_integer(const Napi::Object& o, const char* key, int64_t fal
                std::to_string(hi) + "]");
   }
   return static_cast<int64_t>(x);
+}
+
+void Args::check_data(const std::function<std::string()>& problem) const {
+  if (active_recording(env_) != nullptr) return;  // checked when the recorded Job runs
+  const std::string p = problem();
+  if (!p.empty()) fail_range(p);
 }
 
 void Args::expect_dtype(const Tensor& t, const char* name, DType d) const {

@@ -4,14 +4,22 @@
 #include <napi.h>
 
 #include <cmath>
+#include <functional>
 #include <initializer_list>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../core/tensor.h"
 
 namespace wavemoe {
+
+// The run-time side of Args::check_data, called first thing in a Job on whatever thread runs it: a problem fails the
+// run (export_op and the recording prefix the op's name).
+inline void check_data_at_run_time(const std::string& problem) {
+  if (!problem.empty()) throw std::runtime_error(problem);
+}
 
 class Args {
  public:
@@ -43,6 +51,11 @@ class Args {
   bool option_bool(const Napi::Object& o, const char* key, bool fallback) const;
   double option_number(const Napi::Object& o, const char* key, double fallback) const;
   int64_t option_integer(const Napi::Object& o, const char* key, int64_t fallback, int64_t lo, int64_t hi) const;
+
+  // A check of tensor contents (index ranges): `problem` returns "" when the data is valid, else what is wrong.
+  // Run now, it throws a RangeError at once. Inside a recording (runAsync) the data may be written by an earlier
+  // recorded op, so it is not read now: the Job must call check_data_at_run_time, which fails the run instead.
+  void check_data(const std::function<std::string()>& problem) const;
 
   // Shape and dtype checks.
   void expect_dtype(const Tensor& t, const char* name, DType d) const;

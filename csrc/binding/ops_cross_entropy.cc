@@ -15,15 +15,16 @@ namespace {
 
 constexpr int64_t kDefaultIgnoreIndex = -100;  // PyTorch's
 
-// Every target in [0, V) or equal to the ignore index; the error names the first bad one.
-void check_targets(const Args& a, const Tensor& targets, int64_t V, int32_t ignore_index) {
+// "" when every target is in [0, V) or the ignore index; else the first bad one.
+std::string targets_problem(const Tensor& targets, int64_t V, int32_t ignore_index) {
   const int32_t* p = targets.ptr<int32_t>();
   for (int64_t i = 0, n = targets.numel(); i < n; ++i) {
     if (p[i] != ignore_index && (p[i] < 0 || p[i] >= V)) {
-      a.fail_range("targets[" + std::to_string(i) + "] is " + std::to_string(p[i]) + ", out of range [0, " +
-                   std::to_string(V) + ") and not the ignore index " + std::to_string(ignore_index));
+      return "targets[" + std::to_string(i) + "] is " + std::to_string(p[i]) + ", out of range [0, " +
+             std::to_string(V) + ") and not the ignore index " + std::to_string(ignore_index);
     }
   }
+  return "";
 }
 
 // dlogits may be the logits tensor itself (same memory, same shape), but must not partly overlap it.
@@ -61,9 +62,10 @@ Job prepare_cross_entropy(const Napi::CallbackInfo& info) {
     a.expect_no_overlap(*losses, "losses", logits, "logits");
     if (dlogits) a.expect_no_overlap(*losses, "losses", *dlogits, "dlogits");
   }
-  check_targets(a, targets, V, ignore_index);
+  a.check_data([&] { return targets_problem(targets, V, ignore_index); });
   const int64_t N = targets.numel();
   return {[=] {
+            check_data_at_run_time(targets_problem(targets, V, ignore_index));
             return dispatch_float(logits.dtype, [&](auto t) {
               using T = decltype(t);
               return cross_entropy_forward_backward<T>(dlogits ? dlogits->ptr<T>() : nullptr,

@@ -23,15 +23,16 @@ std::string position_str(const std::vector<int64_t>& shape, int64_t flat) {
   return Tensor::shape_to_string(idx) + " (flat index " + std::to_string(flat) + ")";
 }
 
-// Every id in [0, V); the error names the first bad one and where it is.
-void check_ids(const Args& a, const Tensor& ids, int64_t V) {
+// "" when every id is in [0, V); else the first bad one and where it is.
+std::string ids_problem(const Tensor& ids, int64_t V) {
   const int32_t* p = ids.ptr<int32_t>();
   for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
     if (p[i] < 0 || p[i] >= V) {
-      a.fail_range("ids at " + position_str(ids.shape, i) + " is " + std::to_string(p[i]) + ", out of range [0, " +
-                   std::to_string(V) + ") for a table of " + std::to_string(V) + " rows");
+      return "ids at " + position_str(ids.shape, i) + " is " + std::to_string(p[i]) + ", out of range [0, " +
+             std::to_string(V) + ") for a table of " + std::to_string(V) + " rows";
     }
   }
+  return "";
 }
 
 // ids.shape + [C]
@@ -52,8 +53,9 @@ Job prepare_embedding_forward(const Napi::CallbackInfo& info) {
   int64_t V = table.dim(0), C = table.dim(1);
   a.expect_shape(out, "out", rows_shape(ids, C));
   a.expect_no_overlap(out, "out", table, "table");
-  check_ids(a, ids, V);
+  a.check_data([&] { return ids_problem(ids, V); });
   return {[=] {
+    check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(table.dtype, [&](auto t) {
       using T = decltype(t);
       embedding_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), table.ptr<T>(), ids.numel(), C);
@@ -73,8 +75,9 @@ Job prepare_embedding_backward(const Napi::CallbackInfo& info) {
   int64_t V = dtable.dim(0), C = dtable.dim(1);
   a.expect_shape(dout, "dout", rows_shape(ids, C));
   a.expect_no_overlap(dtable, "dtable", dout, "dout");
-  check_ids(a, ids, V);
+  a.check_data([&] { return ids_problem(ids, V); });
   return {[=] {
+    check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(dtable.dtype, [&](auto t) {
       using T = decltype(t);
       embedding_backward<T>(dtable.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), ids.numel(), C);

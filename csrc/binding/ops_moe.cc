@@ -16,7 +16,6 @@
 #include "../kernels/moe.h"
 #include "args.h"
 #include "ops.h"
-#include "recording.h"
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -334,10 +333,10 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   expect_tensor(a, db, "work.db", T, {P, F});
   expect_tensor(a, dweight, "work.dweight", T, {N, c.k});
   expect_tensor(a, dlogits, "work.dlogits", T, {N, E});
-  if (active_recording(info.Env()) == nullptr) {  // run now: check now (a RangeError before anything runs)
+  a.check_data([&] {
     const std::string problem = routing_problem(s, c);
-    if (!problem.empty()) a.fail_range(kBadRouting + problem);
-  }
+    return problem.empty() ? problem : kBadRouting + problem;
+  });
 
   std::vector<std::pair<Tensor, std::string>> outputs = grads_group.all(), inputs = params_group.all();
   for (auto& w : work_group.all()) outputs.push_back(w);
@@ -351,9 +350,9 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   OptTensor g_w1 = grads_group.get("w1"), g_b1 = grads_group.get("b1"), g_w2 = grads_group.get("w2");
   OptTensor g_b2 = grads_group.get("b2"), g_w3 = grads_group.get("w3"), g_b3 = grads_group.get("b3");
   return {[=] {
-    // Checked again when it runs: a recorded backward's routing did not exist yet at record time.
+    // Checked when it runs: a recorded backward's routing did not exist yet at record time.
     const std::string problem = routing_problem(s, c);
-    if (!problem.empty()) throw std::runtime_error(kBadRouting + problem);
+    check_data_at_run_time(problem.empty() ? problem : kBadRouting + problem);
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
       MoeGrads<T> g{ptr<T>(g_gate_w), ptr<T>(g_gate_b), ptr<T>(g_w1), ptr<T>(g_b1),

@@ -24,22 +24,27 @@ std::optional<Tensor> option_tensor(const Args& a, const Napi::Object& o, const 
   return w->tensor();
 }
 
-// history is (B, H) int32 with every entry in [-1, V). Read here, on the calling thread: it is small.
-void check_history(const Args& a, const Tensor& history, int64_t B, int64_t V) {
+// history is (B, H) int32.
+void check_history(const Args& a, const Tensor& history, int64_t B) {
   a.expect_dtype(history, "history", DType::i32);
   a.expect_rank(history, "history", 2, 2);
   if (history.dim(0) != B) {
     a.fail_range("option 'history' must have " + std::to_string(B) + " rows (one per logits row), got shape " +
                  history.shape_str());
   }
+}
+
+// "" when every history entry is in [-1, V); else the first bad one.
+std::string history_problem(const Tensor& history, int64_t V) {
   const int32_t* h = history.ptr<int32_t>();
   const int64_t H = history.dim(1);
   for (int64_t i = 0; i < history.numel(); ++i) {
     if (h[i] < -1 || h[i] >= V) {
-      a.fail_range("option 'history' holds token id " + std::to_string(h[i]) + " at [" + std::to_string(i / H) +
-                   ", " + std::to_string(i % H) + "], outside [-1, " + std::to_string(V) + ") (-1 is padding)");
+      return "option 'history' holds token id " + std::to_string(h[i]) + " at [" + std::to_string(i / H) + ", " +
+             std::to_string(i % H) + "], outside [-1, " + std::to_string(V) + ") (-1 is padding)";
     }
   }
+  return "";
 }
 
 // The numeric options; topK is checked against V.
@@ -84,7 +89,8 @@ Job prepare_sample_tokens(const Napi::CallbackInfo& info) {
   const SamplingParams p = read_params(a, o, V);
   const std::optional<Tensor> history = option_tensor(a, o, "history");
   if (history) {
-    check_history(a, *history, B, V);
+    check_history(a, *history, B);
+    a.check_data([&] { return history_problem(*history, V); });
     a.expect_no_overlap(out, "outIds", *history, "history");
   }
   const std::optional<Tensor> probs = option_tensor(a, o, "probs");
@@ -97,6 +103,7 @@ Job prepare_sample_tokens(const Napi::CallbackInfo& info) {
   }
   const int64_t H = history ? history->dim(1) : 0;
   return {[=] {
+    if (history) check_data_at_run_time(history_problem(*history, V));
     dispatch_float(logits.dtype, [&](auto t) {
       using T = decltype(t);
       sample_tokens<T>(out.ptr<int32_t>(), probs ? probs->ptr<T>() : nullptr, logits.ptr<T>(),

@@ -95,18 +95,24 @@ std::vector<int64_t> replace_last(const Tensor& x, std::initializer_list<int64_t
   return s;
 }
 
-// ids: int32 of any shape with every value in [0, V). Returns the element count.
-int64_t check_ids(const Args& a, const Tensor& ids, int64_t V) {
-  a.expect_dtype(ids, "ids", DType::i32);
+// "" when every id is in [0, V); else the first bad one.
+std::string ids_problem(const Tensor& ids, int64_t V) {
   const int32_t* p = ids.ptr<int32_t>();
-  const int64_t n = ids.numel();
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
     if (p[i] < 0 || p[i] >= V) {
-      a.fail_range("ids[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [0, " +
-                   std::to_string(V) + ")");
+      return "ids[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [0, " + std::to_string(V) +
+             ")";
     }
   }
-  return n;
+  return "";
+}
+
+// ids: int32 of any shape with every value in [0, V) (checked now, or when the Job runs if recorded). Returns the
+// element count.
+int64_t check_ids(const Args& a, const Tensor& ids, int64_t V) {
+  a.expect_dtype(ids, "ids", DType::i32);
+  a.check_data([&] { return ids_problem(ids, V); });
+  return ids.numel();
 }
 
 std::vector<int64_t> with_channels(const Tensor& ids, int64_t C) {
@@ -125,7 +131,7 @@ Job prepare_haar_forward(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(out, "out", x, "x");
   a.expect_shape(out, "out", replace_last(x, {haar_output_length(n, levels)}));
   a.expect_no_overlap(out, "out", x, "x");
-  return {[=] {
+  return {[=, rows = rows, n = n] {  // structured bindings are captured by name only from C++20 (clang 14)
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
       haar_forward<T>(out.ptr<T>(), x.ptr<T>(), rows, n, levels);
@@ -147,7 +153,7 @@ Job prepare_cwt_forward(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(out, "out", x, "x");
   a.expect_shape(out, "out", replace_last(x, {S, 2 * n}));
   a.expect_no_overlap(out, "out", x, "x");
-  return {[=] {
+  return {[=, rows = rows, n = n] {  // structured bindings are captured by name only from C++20 (clang 14)
     const CwtPlan plan = cwt_plan(spec, scales.data(), S, n);
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -221,7 +227,9 @@ Job prepare_raw_forward(const Napi::CallbackInfo& info) {
   a.expect_shape(out, "out", with_channels(ids, C));
   a.expect_no_overlap(out, "out", raw, "raw");
   a.expect_no_overlap(out, "out", W, "W");
+  const int64_t V = vrc[0];
   return {[=] {
+    check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(raw.dtype, [&](auto t) {
       using T = decltype(t);
       wavelet_embedding_raw_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), raw.ptr<T>(), W.ptr<T>(), N, R, C);
@@ -241,7 +249,9 @@ Job prepare_raw_backward(const Napi::CallbackInfo& info) {
   a.expect_shape(dout, "dout", with_channels(ids, C));
   a.expect_no_overlap(draw, "draw", dout, "dout");
   a.expect_no_overlap(draw, "draw", W, "W");
+  const int64_t V = vrc[0];
   return {[=] {
+    check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(draw.dtype, [&](auto t) {
       using T = decltype(t);
       wavelet_embedding_raw_backward<T>(draw.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), W.ptr<T>(), N, R, C);

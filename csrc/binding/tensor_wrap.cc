@@ -161,7 +161,8 @@ Napi::Value TensorWrap::JS_toArray(const Napi::CallbackInfo& info) {
   }
   size_t n = static_cast<size_t>(t.numel());
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
-  std::memcpy(buf.Data(), t.data(), t.nbytes());
+  // An empty ArrayBuffer's Data() is null, and memcpy from or to null is undefined even for 0 bytes (UBSan).
+  if (t.nbytes() > 0) std::memcpy(buf.Data(), t.data(), t.nbytes());
   switch (t.dtype) {
     case DType::f32: return Napi::Float32Array::New(env, n, buf, 0);
     case DType::f64: return Napi::Float64Array::New(env, n, buf, 0);
@@ -193,6 +194,8 @@ Napi::Value TensorWrap::JS_copyFrom(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "Tensor.copyFrom: array has " + std::to_string(a.ElementLength()) +
                                          " elements, tensor " + t.shape_str() + " has " + std::to_string(t.numel()));
   }
+  // Nothing to copy; and an empty typed array's Data() may be null, which memcpy must not get (UBSan).
+  if (t.nbytes() == 0) return info.This();
   const char* src = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
   if (Recording* rec = active_recording(env)) {  // the copy happens in order with the recorded ops
     auto bytes = std::make_shared<std::vector<char>>(src, src + t.nbytes());

@@ -130,3 +130,48 @@ test('scalar(): an op\'s scalar result inside runAsync is NaN while recording an
 test('scalar() inside runAsync refuses a call that makes no op call with a scalar result', async () => {
   await expect(runAsync(() => scalar(() => 3))).rejects.toThrow(/exactly one op call that returns a number/);
 });
+
+// Index checks read tensor data. Inside a recording that data may be written by an earlier recorded op (ids copied
+// in for this step), so the check happens when the op runs: the run rejects with the op's message, and nothing
+// reads out of bounds (once, an id copied in a recording sent the embedding past its table).
+describe('data-dependent checks of recorded ops run when the op runs', () => {
+  const bad = (size: number, badValue: number): Int32Array => Int32Array.from({ length: size }, (_, i) => (i === size - 1 ? badValue : i % 3));
+  const cases: Array<[string, () => void, RegExp]> = [];
+  const table = randomTensor([5, 4], 31);
+  const ids = Tensor.zeros([7], 'int32');
+  const rows = Tensor.zeros([7, 4]);
+  cases.push(['embeddingForward', () => { ids.copyFrom(bad(7, 1_000_000)); ops.embeddingForward(rows, ids, table); },
+    /embeddingForward \(recorded step 2 of 2\): ids at 6 is 1000000, out of range \[0, 5\) for a table of 5 rows/]);
+  cases.push(['embeddingBackward', () => { ids.copyFrom(bad(7, -4)); ops.embeddingBackward(table, rows, ids); },
+    /embeddingBackward \(recorded step 2 of 2\): ids at 6 is -4, out of range/]);
+  const logits = randomTensor([7, 5], 32);
+  cases.push(['crossEntropyForwardBackward', () => { ids.copyFrom(bad(7, 99)); ops.crossEntropyForwardBackward(null, null, logits, ids); },
+    /crossEntropyForwardBackward \(recorded step 2 of 2\): targets\[6\] is 99, out of range \[0, 5\) and not the ignore index -100/]);
+  const history = Tensor.zeros([7, 1], 'int32');
+  const out = Tensor.zeros([7], 'int32');
+  cases.push(['sampleTokens', () => { history.copyFrom(bad(7, 5)); ops.sampleTokens(out, logits, { temperature: 0, history, repetitionPenalty: 1.2 }); },
+    /sampleTokens \(recorded step 2 of 2\): option 'history' holds token id 5 at \[6, 0\], outside \[-1, 5\)/]);
+  const W = randomTensor([3, 4], 33), raw = randomTensor([5, 3], 34);
+  cases.push(['waveletEmbeddingRawForward', () => { ids.copyFrom(bad(7, 5)); ops.waveletEmbeddingRawForward(rows, ids, raw, W); },
+    /waveletEmbeddingRawForward \(recorded step 2 of 2\): ids\[6\] = 5 is out of range \[0, 5\)/]);
+
+  test.each(cases)('%s', async (_name, record, message) => {
+    ids.fill(0);
+    history.fill(0);
+    const before = [table.toArray(), rows.toArray()];
+    await expect(runAsync(record)).rejects.toThrow(message);
+    if (_name !== 'embeddingForward' && _name !== 'waveletEmbeddingRawForward') expect(rows.toArray()).toEqual(before[1]);
+    expect(table.toArray()).toEqual(before[0]);
+    // The same ops with valid data run (the recording machinery is intact after a failed run).
+    await runAsync(() => {
+      ids.fill(0);
+      ops.embeddingForward(rows, ids, table);
+    });
+  });
+
+  test('run now, the same checks still throw at the call, before anything runs', () => {
+    ids.copyFrom(bad(7, 9));
+    expect(() => ops.embeddingForward(rows, ids, table)).toThrow(/^embeddingForward: ids at 6 is 9, out of range/);
+    expect(() => ops.crossEntropyForwardBackward(null, null, logits, ids)).toThrow(/targets\[6\] is 9/);
+  });
+});
