@@ -67,6 +67,10 @@ export class Tensor extends NativeTensorBase {
       const arr = dt === 'float32' ? new Float32Array(n) : dt === 'float64' ? new Float64Array(n) : new Int32Array(n);
       (data as readonly number[]).forEach((v, i) => {
         if (typeof v !== 'number') throw new TypeError(`Tensor.from: data[${i}] is not a number`);
+        // An int32 store would truncate 1.5 to 1 and wrap 2^31 to -2^31 without a word.
+        if (dt === 'int32' && !(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647)) {
+          throw new RangeError(`Tensor.from: data[${i}] = ${v} is not an int32 (an integer in [-2147483648, 2147483647])`);
+        }
         arr[i] = v;
       });
       t.copyFrom(arr);

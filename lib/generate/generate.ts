@@ -44,7 +44,15 @@ interface Resolved {
   stop: string[];
 }
 
+// generateIds also takes encoderIds and isFinished.
+const KNOWN_OPTIONS = ['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'pipeline', 'encoderInput', 'encoderIds', 'isFinished'];
+
 function resolve(o: GenerateOptions): Resolved {
+  if (typeof o !== 'object' || o === null) throw new TypeError('generate: options must be an object');
+  // A misspelt option (temprature) would otherwise be ignored silently and generate with the default.
+  for (const key of Object.keys(o)) {
+    if (!KNOWN_OPTIONS.includes(key)) throw new TypeError(`generate: unknown option '${key}' (known: ${KNOWN_OPTIONS.join(', ')})`);
+  }
   const r: Resolved = {
     maxNewTokens: o.maxNewTokens ?? 64,
     temperature: o.temperature ?? 0.8,
@@ -64,6 +72,7 @@ function resolve(o: GenerateOptions): Resolved {
   if (!Number.isFinite(r.repetitionPenalty) || r.repetitionPenalty <= 0) bad(`repetitionPenalty must be > 0, got ${r.repetitionPenalty}`);
   if (!Number.isSafeInteger(r.seed) || r.seed < 0) bad(`seed must be a non-negative integer, got ${r.seed}`);
   if (!Array.isArray(r.stop) || r.stop.some((s) => typeof s !== 'string' || s.length === 0)) bad('stop must be an array of non-empty strings');
+  if (o.pipeline !== undefined && typeof o.pipeline !== 'boolean') throw new TypeError(`generate: pipeline must be true or false, got ${String(o.pipeline)}`);
   return r;
 }
 
@@ -81,9 +90,13 @@ export async function* generateIds(
   model: Transformer,
   prompt: Int32Array,
   batch: number,
-  opts: GenerateOptions & { encoderIds?: Int32Array; isFinished?: (row: number) => boolean },
+  opts: GenerateOptions & { encoderIds?: Int32Array; isFinished?: (row: number) => boolean } = {},
 ): AsyncGenerator<Int32Array> {
   const o = resolve(opts);
+  if ((prompt as { [Symbol.toStringTag]?: string } | null)?.[Symbol.toStringTag] !== 'Int32Array') {
+    throw new TypeError('generate: prompt ids must be an Int32Array');
+  }
+  if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`generate: batch must be a positive integer, got ${batch}`);
   const T = prompt.length / batch;
   if (!Number.isInteger(T) || T < 1) throw new RangeError('generate: prompt ids must be [batch, T] with T >= 1');
   const maxNew = Math.min(o.maxNewTokens, model.config.max_seq_len - T);
@@ -238,6 +251,7 @@ export async function generate(
     for await (const piece of streamText(model, tokenizer, prompts, opts)) text += piece;
     return text;
   }
+  if (!Array.isArray(prompts)) throw new TypeError('generate: prompts must be a string or an array of strings');
   const o = resolve(opts);
   const encoded = prompts.map((p) => promptIds(tokenizer, p));
   const results = new Array<string>(prompts.length).fill('');

@@ -46,6 +46,7 @@ export class KVCache {
   private isDisposed = false;
 
   constructor(opts: KVCacheOptions) {
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('KVCache: options must be an object');
     this.batch = positiveInteger(opts.batch, 'batch');
     this.kvHeads = positiveInteger(opts.kvHeads, 'kvHeads');
     this.headDim = positiveInteger(opts.headDim, 'headDim');

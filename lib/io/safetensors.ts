@@ -44,6 +44,38 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * Element count of a header's shape, or NaN when a partial product is not an exact integer (fuzzing, issue #14:
+ * [2^53-1, 2^53-1, 0] multiplied to 0 and was accepted; native code multiplies dimensions in 64 bits, and the
+ * reference implementation rejects such shapes with a checked multiplication).
+ */
+function checkedNumel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (!Number.isSafeInteger(n)) return Number.NaN;
+  }
+  return n;
+}
+
+/**
+ * A header value or name for an error message: at most `max` characters, and never a throw (fuzzing, issue #14:
+ * JSON.stringify of a deeply nested value overflowed the stack, and a megabyte-long name made a megabyte message).
+ */
+function preview(value: unknown, max = 80): string {
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = Array.isArray(value) ? '[...]' : '{...}';
+  }
+  return clip(s, max);
+}
+
+function clip(s: string, max = 80): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
+}
+
 /** Serialises tensors (in the given order, data aligned to 8 bytes) and writes the file atomically. */
 export function writeSafetensors(
   file: string,
@@ -105,32 +137,35 @@ export function readSafetensors(file: string): SafetensorsFile {
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('__metadata__ is not an object');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(`__metadata__.${k} is not a string`);
+        if (typeof v !== 'string') fail(`__metadata__.${clip(k)} is not a string`);
       }
       metadata = raw as Record<string, string>;
       continue;
     }
-    if (typeof raw !== 'object' || raw === null) fail(`entry '${name}' is not an object`);
+    const label = clip(name);
+    if (typeof raw !== 'object' || raw === null) fail(`entry '${label}' is not an object`);
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e.dtype !== 'string' || !(e.dtype in BYTES)) {
-      fail(`'${name}' has unsupported dtype ${JSON.stringify(e.dtype)} (supported: F32, F64, I32)`);
+    // Own keys only: 'toString' in BYTES is true.
+    if (typeof e.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(BYTES, e.dtype)) {
+      fail(`'${label}' has unsupported dtype ${preview(e.dtype)} (supported: F32, F64, I32)`);
     }
     const dtype = e.dtype as SafetensorsDType;
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`'${name}' has an invalid shape ${JSON.stringify(e.shape)}`);
+      fail(`'${label}' has an invalid shape ${preview(e.shape)}`);
     }
     const shape = e.shape as number[];
     const offs = e.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      fail(`'${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
+      fail(`'${label}' has invalid data_offsets ${preview(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     if (begin > end || end > dataLen) {
-      fail(`'${name}' data_offsets [${begin}, ${end}] lie outside the ${dataLen} data bytes`);
+      fail(`'${label}' data_offsets [${begin}, ${end}] lie outside the ${dataLen} data bytes`);
     }
-    const count = numel(shape);
-    if (!Number.isSafeInteger(count) || count * BYTES[dtype] !== end - begin) {
-      fail(`'${name}' shape [${shape.join(', ')}] (${dtype}) does not match its ${end - begin} data bytes`);
+    const count = checkedNumel(shape);
+    if (Number.isNaN(count)) fail(`'${label}' shape [${clip(shape.join(', '))}] has more than 2^53 elements`);
+    if (count * BYTES[dtype] !== end - begin) {
+      fail(`'${label}' shape [${clip(shape.join(', '))}] (${dtype}) does not match its ${end - begin} data bytes`);
     }
     ranges.push([begin, end, name]);
     // Copy out: the typed array must own aligned memory independent of the file buffer.
@@ -146,7 +181,7 @@ export function readSafetensors(file: string): SafetensorsFile {
   }
   ranges.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i]![0] < ranges[i - 1]![1]) fail(`tensors '${ranges[i - 1]![2]}' and '${ranges[i]![2]}' overlap`);
+    if (ranges[i]![0] < ranges[i - 1]![1]) fail(`tensors '${clip(ranges[i - 1]![2])}' and '${clip(ranges[i]![2])}' overlap`);
   }
   return { tensors, metadata };
 }

@@ -115,6 +115,25 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A value from a config for an error message: at most `max` characters, and never a throw (fuzzing, issue #14:
+ * JSON.stringify of a deeply nested value overflowed the stack, and megabyte-long keys or arrays made
+ * megabyte-long messages).
+ */
+export function preview(value: unknown, max = 80): string {
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = Array.isArray(value) ? '[...]' : typeof value === 'object' && value !== null ? '{...}' : String(value);
+  }
+  return clip(s, max);
+}
+
+function clip(s: string, max = 80): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
+}
+
 /** Channels the wavelet embedding produces: (raw_dim / 2^levels) complex values per scale, as (re, im) pairs. */
 export function waveletChannels(w: WaveletConfig): number {
   return 2 * (w.raw_dim >> w.haar_levels) * w.scales.length;
@@ -128,34 +147,34 @@ export function validateConfig(input: unknown, where = 'config'): ModelConfig {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('must be a JSON object');
   const raw = input as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
-    if (!KNOWN_KEYS.has(key)) fail(`unknown key '${key}'${suggest(key)}`);
+    if (!KNOWN_KEYS.has(key)) fail(`unknown key '${clip(key)}'${suggest(key)}`);
   }
 
   const int = (key: string, lo: number, hi = Number.MAX_SAFE_INTEGER, fallback?: number): number => {
     const v = raw[key] ?? fallback;
     if (v === undefined) fail(`'${key}' is required`);
     if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-      fail(`'${key}' must be an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+      fail(`'${key}' must be an integer in [${lo}, ${hi}], got ${preview(v)}`);
     }
     return v as number;
   };
   const num = (key: string, lo: number, hi: number, fallback: number, open = false): number => {
     const v = raw[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (open && v === lo)) {
-      fail(`'${key}' must be a number in ${open ? '(' : '['}${lo}, ${hi}], got ${JSON.stringify(v)}`);
+      fail(`'${key}' must be a number in ${open ? '(' : '['}${lo}, ${hi}], got ${preview(v)}`);
     }
     return v as number;
   };
   const oneOf = <T extends string>(key: string, options: readonly T[], fallback: T): T => {
     const v = raw[key] ?? fallback;
     if (typeof v !== 'string' || !options.includes(v as T)) {
-      fail(`'${key}' must be one of ${options.map((o) => `'${o}'`).join(', ')}, got ${JSON.stringify(v)}`);
+      fail(`'${key}' must be one of ${options.map((o) => `'${o}'`).join(', ')}, got ${preview(v)}`);
     }
     return v as T;
   };
   const bool = (key: string, fallback: boolean): boolean => {
     const v = raw[key] ?? fallback;
-    if (typeof v !== 'boolean') fail(`'${key}' must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') fail(`'${key}' must be true or false, got ${preview(v)}`);
     return v as boolean;
   };
 
@@ -181,11 +200,12 @@ export function validateConfig(input: unknown, where = 'config'): ModelConfig {
   }
   const capacity = raw.capacity_factor ?? null;
   if (capacity !== null && (typeof capacity !== 'number' || !Number.isFinite(capacity) || capacity <= 0)) {
-    fail(`'capacity_factor' must be a positive number or null, got ${JSON.stringify(capacity)}`);
+    fail(`'capacity_factor' must be a positive number or null, got ${preview(capacity)}`);
   }
   const window = raw.sliding_window ?? null;
-  if (window !== null && (typeof window !== 'number' || !Number.isInteger(window) || window < 1)) {
-    fail(`'sliding_window' must be a positive integer or null, got ${JSON.stringify(window)}`);
+  // A safe integer (fuzzing, issue #14: 1e308 validated, and the attention kernel refused it at the first forward).
+  if (window !== null && (typeof window !== 'number' || !Number.isSafeInteger(window) || window < 1)) {
+    fail(`'sliding_window' must be a positive integer or null, got ${preview(window)}`);
   }
 
   const config: ModelConfig = {
@@ -225,15 +245,37 @@ export function validateConfig(input: unknown, where = 'config'): ModelConfig {
   return config;
 }
 
+/**
+ * A lower bound on the number of parameters a model built from `c` holds (its weight matrices; norms and biases not
+ * counted), from the config alone. Loaders compare it with the weights file before building the model, so a
+ * config.json that claims a huge model with a small model.safetensors is an error rather than a huge allocation
+ * (fuzzing, issue #14).
+ */
+export function minParameterCount(c: ModelConfig): number {
+  const C = c.d_model;
+  const kvDim = (C / c.n_heads) * c.n_kv_heads;
+  const attention = 2 * C * C + 2 * C * kvDim; // wq, wo; wk, wv
+  const matrices = c.activation === 'swiglu' ? 3 : 2; // w1, w2 (, w3)
+  const ffn = c.ffn === 'moe' ? c.n_experts * (matrices * C * c.d_ff + C) : matrices * C * c.d_ff; // (+ gate rows)
+  const embed = c.embedding === 'wavelet' && c.wavelet.mode === 'raw' ? c.vocab_size * c.wavelet.raw_dim : c.vocab_size * C;
+  const head = c.tie_embeddings ? 0 : C * c.vocab_size;
+  const decoderLayer = (c.architecture === 'encoder-decoder' ? 2 : 1) * attention + ffn; // + cross-attention
+  return embed + head + c.n_layers * decoderLayer + c.n_encoder_layers * (attention + ffn);
+}
+
 function validateWavelet(v: unknown, fail: (msg: string) => never): WaveletConfig {
   if (v === undefined) return { ...WAVELET_DEFAULTS };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`'wavelet' must be an object`);
   const w = { ...WAVELET_DEFAULTS, ...(v as Partial<WaveletConfig>) };
   for (const key of Object.keys(v as object)) {
-    if (!(key in WAVELET_DEFAULTS)) fail(`unknown key 'wavelet.${key}'`);
+    // Own keys only (fuzzing, issue #14: 'toString' and '__proto__' are `in` every object, and were kept in the config).
+    if (!Object.prototype.hasOwnProperty.call(WAVELET_DEFAULTS, key)) fail(`unknown key '${clip(`wavelet.${key}`)}'`);
   }
-  const isInt = (x: unknown, lo: number): boolean => typeof x === 'number' && Number.isInteger(x) && x >= lo;
-  if (!isInt(w.raw_dim, 1)) fail(`'wavelet.raw_dim' must be a positive integer`);
+  // Safe integers, and raw_dim at most 2^20 (fuzzing, issue #14: raw_dim 2^64 passed, and waveletChannels' 32-bit
+  // shift wrapped 2^32 + 1024 to 1024 channels, so a config asking for 4-billion-wide tables validated; the native
+  // random generator refuses seeds past 2^53).
+  const isInt = (x: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= lo && x <= hi;
+  if (!isInt(w.raw_dim, 1, 1 << 20)) fail(`'wavelet.raw_dim' must be an integer in [1, ${1 << 20}]`);
   if (!isInt(w.haar_levels, 0) || w.raw_dim % 2 ** w.haar_levels !== 0) {
     fail(`'wavelet.haar_levels' must be an integer >= 0 with raw_dim (${w.raw_dim}) divisible by 2^levels`);
   }

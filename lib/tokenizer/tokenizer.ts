@@ -46,7 +46,9 @@ export class Tokenizer {
     try {
       json = JSON.parse(fs.readFileSync(file, 'utf8')) as TokenizerJson;
     } catch (err) {
-      throw new Error(`cannot read tokenizer ${file}: ${err instanceof Error ? err.message : String(err)}`);
+      // By shape, not instanceof: fs errors are not instances of this realm's Error under a test runner or a vm.
+      const reason = typeof (err as { message?: unknown } | null)?.message === 'string' ? (err as Error).message : String(err);
+      throw new Error(`cannot read tokenizer ${file}: ${reason}`);
     }
     if (typeof json.model?.vocab !== 'object' || json.model.vocab === null) {
       throw new Error(`tokenizer ${file} has no BPE vocabulary (model.vocab)`);

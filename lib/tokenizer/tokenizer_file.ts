@@ -74,7 +74,7 @@ export async function downloadTokenizer(registry?: string): Promise<Buffer> {
     tgz = Buffer.from(await res.arrayBuffer());
   } catch (err) {
     throw new Error(
-      `could not download the GPT-NeoX-20B tokenizer from ${url} (${err instanceof Error ? err.message : String(err)}). ` +
+      `could not download the GPT-NeoX-20B tokenizer from ${url} (${typeof (err as { message?: unknown } | null)?.message === 'string' ? (err as Error).message : String(err)}). ` +
         'Give a local tokenizer.json with the tokenizer path option (CLI: --tokenizer <file>).',
     );
   }

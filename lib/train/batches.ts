@@ -29,7 +29,12 @@ export class BatchSampler {
     readonly seqLen: number,
     readonly seed: number,
   ) {
+    if ((tokens as { [Symbol.toStringTag]?: string } | null)?.[Symbol.toStringTag] !== 'Int32Array') {
+      throw new TypeError('the token ids must be an Int32Array');
+    }
     if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
+    // uniform01 makes a BigInt of the seed: 1.5 would fail there, at the first batch, with BigInt's message.
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
     if (!Number.isSafeInteger(seqLen) || seqLen < 1) throw new RangeError(`sequence length must be a positive integer, got ${seqLen}`);
     if (tokens.length < seqLen + 1) {
       throw new RangeError(`the data has ${tokens.length} tokens, fewer than one window of seqLen + 1 = ${seqLen + 1}`);

@@ -106,8 +106,20 @@ export async function trainRun(o: RunOptions): Promise<RunResult> {
     signal: o.signal,
     task,
   };
+  if (startState && startState.step >= o.steps) {
+    // Nothing would be trained: the run would end at once and report step 0.
+    model.dispose();
+    throw new Error(`the checkpoint in ${o.outDir} is at step ${startState.step}; steps (${o.steps}) must be larger to train further`);
+  }
   const trainer = new Trainer(model, source, opts);
   if (startState && ckptDir) trainer.resumeFrom(ckptDir, startState);
+  try {
+    trainer.checkValidation(); // before onReady starts a progress bar
+  } catch (err) {
+    trainer.dispose();
+    model.dispose();
+    throw err;
+  }
   o.onReady?.({
     config: model.config,
     trainTokens,

@@ -138,6 +138,21 @@ export class Trainer {
   }
 
   private load(b: BatchData): void {
+    // Checked here, before the step is recorded, so that a bad batch is named as such and nothing of the step runs
+    // (the recorded embedding and cross-entropy ops check the ids again when they run).
+    const V = this.model.config.vocab_size;
+    const checkIds = (a: Int32Array, what: string, n: number, ignore: boolean): void => {
+      check(a.length === n, `the batch's ${what} hold ${a.length} ids, expected ${n}`);
+      for (let i = 0; i < a.length; i++) {
+        const id = a[i]!;
+        if (!(id >= 0 && id < V) && !(ignore && id === -100)) {
+          check(false, `the batch's ${what}[${i}] is ${id}, outside [0, ${V})${ignore ? ' and not the ignore index -100' : ''}`);
+        }
+      }
+    };
+    checkIds(b.inputs, 'inputs', this.ids.numel, false);
+    checkIds(b.targets, 'targets', this.targets.numel, true);
+    if (this.encIds && b.encoderInputs) checkIds(b.encoderInputs, 'encoderInputs', this.encIds.numel, false);
     this.ids.copyFrom(b.inputs);
     this.targets.copyFrom(b.targets);
     if (this.encIds && b.encoderInputs) this.encIds.copyFrom(b.encoderInputs);

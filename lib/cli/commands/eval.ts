@@ -24,12 +24,20 @@ export function evalCommand(): Command {
     .action(async (o) => {
       try {
         if (o.threads) ops.setNumThreads(o.threads);
-        const { model } = loadModel(o.checkpoint);
+        const { model, state } = loadModel(o.checkpoint);
+        if (state?.options.task === 'numbers') {
+          model.dispose();
+          throw new Error(`${o.checkpoint} was trained on the numbers task, which has no text to evaluate (try: wavemoe generate --checkpoint ${o.checkpoint} --input 42)`);
+        }
         const tokenizer = await Tokenizer.load({ path: o.tokenizer, vocabSize: model.config.vocab_size });
         let text: string;
         if (o.data) {
           if (!fs.existsSync(o.data)) throw new Error(`data not found: ${o.data}`);
-          text = fs.readFileSync(o.data, 'utf8');
+          try {
+            text = fs.readFileSync(o.data, 'utf8');
+          } catch (err) {
+            throw new Error(`cannot read ${o.data}: ${err instanceof Error ? err.message : String(err)}`);
+          }
         } else {
           text = loadCorpus().validation.join('\n\n');
         }

@@ -6,8 +6,10 @@ import { SingleBar } from 'cli-progress';
 import { trainRun } from '../../train/run';
 import type { StepMetrics } from '../../train/trainer';
 import { PRESET_NAMES } from '../../models/presets';
+import { validateConfig } from '../../models/config';
 import { expertLoadSvg, lossCurveSvg, type LossPoint } from '../plots';
 import { fail, parseNumber } from '../errors';
+import { describeFsError, writeFileAtomic } from '../../io/atomic_write';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => parseNumber({ integer: true, min, max });
 
@@ -20,7 +22,7 @@ export function trainCommand(): Command {
     .option('--steps <n>', 'optimizer steps', int(1), 300)
     .option('--batch <n>', 'sequences per step', int(1), 8)
     .option('--seq-len <n>', 'tokens per sequence', int(1), 128)
-    .option('--lr <x>', 'peak learning rate', parseNumber({ min: 0 }), 1e-3)
+    .option('--lr <x>', 'peak learning rate', parseNumber({ above: 0 }), 1e-3)
     .option('--grad-accum <n>', 'micro-batches per step', int(1), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int(1, 1024))
     .option('--device <name>', 'cpu (the only device of this build)', 'cpu')
@@ -68,16 +70,25 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     } catch (err) {
       throw new Error(`cannot read config ${o.config}: ${err instanceof Error ? err.message : String(err)}`);
     }
+    config = validateConfig(config, o.config); // errors name the file, not just 'config'
   }
+  // Ctrl-C: finish the current step, save, and exit 0. A save is synchronous, so a signal that arrives during one is
+  // handled only after it is complete; the checkpoint on disk is valid whatever happens. A second Ctrl-C leaves at
+  // once (exit 130) without the final save: `latest` still names the last complete checkpoint.
   const stop = new AbortController();
   let interrupted = false;
+  let finished = false; // training and its final save are done
   const onSigint = (): void => {
-    if (interrupted) process.exit(130); // a second Ctrl-C leaves at once
+    if (interrupted) {
+      bar.stop();
+      const how = finished ? 'exiting now' : 'exiting without a final save';
+      process.stderr.write(`\nwavemoe train: interrupted again, ${how}; ${lastCheckpointNote(o.out)}\n`);
+      process.exit(130);
+    }
     interrupted = true;
-    process.stderr.write('\nwavemoe train: interrupted, saving a checkpoint after this step...\n');
+    process.stderr.write('\nwavemoe train: interrupted, saving a checkpoint after this step (Ctrl-C again to quit without saving)...\n');
     stop.abort();
   };
-  process.on('SIGINT', onSigint);
   const history: LossPoint[] = [];
   const bar = new SingleBar({
     format: 'train |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | lr {lr} | ETA {eta_formatted}',
@@ -95,39 +106,63 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
       if (m.step < o.steps) bar.start(o.steps, m.step, { loss: m.loss.toFixed(3), tps: '-', lr: m.lr.toExponential(1) });
     }
   };
-  const result = await trainRun({
-    preset: o.preset,
-    config,
-    data: o.data,
-    outDir: o.out,
-    resume: o.resume,
-    steps: o.steps,
-    batchSize: o.batch,
-    seqLen: o.seqLen,
-    lr: o.lr,
-    gradAccum: o.gradAccum,
-    threads: o.threads,
-    device: o.device,
-    seed: o.seed,
-    evalEvery: o.evalEvery,
-    saveEvery: o.saveEvery,
-    tokenizer: o.tokenizer,
-    task: o.task,
-    signal: stop.signal,
-    onStep,
-    onReady: (info) => {
-      const data = o.task ? `task: ${o.task}` : `data: ${info.trainTokens} training and ${info.validationTokens} validation tokens`;
-      process.stderr.write(`model: ${info.config.architecture}, ${(info.parameters / 1e6).toFixed(2)}M parameters; ${data}\n`);
-      bar.start(o.steps, info.startStep, { loss: '-', tps: '-', lr: '-' });
-    },
-  });
+  process.on('SIGINT', onSigint);
+  let result: Awaited<ReturnType<typeof trainRun>>;
+  try {
+    result = await trainRun({
+      preset: o.preset,
+      config,
+      data: o.data,
+      outDir: o.out,
+      resume: o.resume,
+      steps: o.steps,
+      batchSize: o.batch,
+      seqLen: o.seqLen,
+      lr: o.lr,
+      gradAccum: o.gradAccum,
+      threads: o.threads,
+      device: o.device,
+      seed: o.seed,
+      evalEvery: o.evalEvery,
+      saveEvery: o.saveEvery,
+      tokenizer: o.tokenizer,
+      task: o.task,
+      signal: stop.signal,
+      onStep,
+      onReady: (info) => {
+        const data = o.task ? `task: ${o.task}` : `data: ${info.trainTokens} training and ${info.validationTokens} validation tokens`;
+        process.stderr.write(`model: ${info.config.architecture}, ${(info.parameters / 1e6).toFixed(2)}M parameters; ${data}\n`);
+        bar.start(o.steps, info.startStep, { loss: '-', tps: '-', lr: '-' });
+      },
+    });
+  } catch (err) {
+    bar.stop(); // the error goes on a line of its own
+    process.off('SIGINT', onSigint);
+    throw withRunDir(err, o.out);
+  }
+  finished = true;
   bar.stop();
-  process.off('SIGINT', onSigint);
-  fs.writeFileSync(path.join(o.out, 'loss.svg'), lossCurveSvg(history));
-  fs.writeFileSync(path.join(o.out, 'expert_load.svg'), expertLoadSvg(result.expertLoad));
+  writeFileAtomic(path.join(o.out, 'loss.svg'), lossCurveSvg(history));
+  writeFileAtomic(path.join(o.out, 'expert_load.svg'), expertLoadSvg(result.expertLoad));
   result.model.dispose();
+  process.off('SIGINT', onSigint);
   process.stderr.write(
     `${interrupted ? 'stopped' : 'done'} at step ${result.last?.step ?? 0}; checkpoint ${result.checkpoint ?? '(none)'}\n` +
       `metrics: ${path.join(o.out, 'metrics.jsonl')}, figures: loss.svg, expert_load.svg\n`,
   );
+}
+
+/**
+ * A write error without a file name (an append to metrics.jsonl on a full disk says only "ENOSPC: ..., write") gets
+ * the run directory and a hint; errors that name their file already (checkpoints, caches) pass unchanged.
+ */
+function withRunDir(err: unknown, out: string): unknown {
+  const e = err as NodeJS.ErrnoException | null;
+  if (typeof e?.message !== 'string' || typeof e.code !== 'string' || e.path !== undefined || /^could not /.test(e.message)) return err;
+  return new Error(`${describeFsError(e)} while writing in ${out}; ${lastCheckpointNote(out)}`, { cause: e });
+}
+
+function lastCheckpointNote(out: string): string {
+  const latest = path.join(out, 'latest');
+  return fs.existsSync(latest) ? `${latest} names the last complete checkpoint` : 'no checkpoint was saved';
 }
