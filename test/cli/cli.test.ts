@@ -29,7 +29,7 @@ test('info prints the build and the CPU kernels in use', () => {
 test.each([
   [['train', '--steps', 'abc'], /option '--steps <n>' argument 'abc' is invalid/],
   [['train', '--steps', '0'], /must be >= 1/],
-  [['train', '--lr', '-1'], /must be >= 0/],
+  [['train', '--lr', '-1'], /must be > 0/],
   [['train', '--preset', 'moe-huge', '--steps', '1'], /wavemoe train: unknown preset 'moe-huge'/],
   [['train', '--config', 'missing.json'], /wavemoe train: cannot read config missing.json/],
   [['train', '--data', 'missing.txt', '--steps', '1', '--tokenizer', TOKENIZER], /wavemoe train: data not found: missing.txt/],
