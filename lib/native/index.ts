@@ -43,7 +43,11 @@ export interface NativeBinding extends NativeOps {
 
 function load(): NativeBinding {
   const root = path.resolve(__dirname, '..', '..');
+  // WAVEMOE_ADDON: absolute path of a .node file to load instead (e.g. the sanitized build of scripts/sanitize.sh).
+  const override = process.env.WAVEMOE_ADDON;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (override) return require(override) as NativeBinding;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(root) as NativeBinding;
@@ -52,6 +56,7 @@ function load(): NativeBinding {
     throw new Error(
       `wavemoe: could not load the native addon (${reason}).\n` +
         'Possible solutions:\n' +
+        (override ? `- WAVEMOE_ADDON=${override} is set: unset it, or name a built .node file.\n` : '') +
         `- Node.js ${process.versions.node} on ${process.platform}-${process.arch}: wavemoe needs Node 20 or newer.\n` +
         '- No prebuilt binary matches this platform: install a C++ compiler and Python, then run `npm rebuild wavemoe`.\n' +
         '- Building from a git checkout: run `npm install` (or `npm run build`) first.',

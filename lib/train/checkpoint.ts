@@ -271,7 +271,7 @@ export function resolveCheckpointDir(dir: string): string {
   const fallback = listCheckpoints(dir)
     .reverse()
     .find((c) => hasFiles(path.join(dir, c.name), ['config.json', 'model.safetensors', 'trainer_state.json']));
-  const problem = named === null ? `${latest} is missing` : `${latest} names ${named}, which is missing or incomplete`;
+  const problem = named === null ? `${latest} is missing` : `${latest} names ${preview(named)}, which is missing or incomplete`;
   if (fallback) {
     process.emitWarning(`${problem}; using ${fallback.name}, the newest complete checkpoint in ${dir}`, { code: 'WAVEMOE_CHECKPOINT_FALLBACK' });
     return path.join(dir, fallback.name);
