@@ -123,7 +123,8 @@ export class ConfigError extends Error {
 export function preview(value: unknown, max = 80): string {
   let s: string;
   try {
-    s = JSON.stringify(value) ?? String(value);
+    // JSON.stringify writes NaN and ±Infinity as null: show numbers as they are.
+    s = typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value));
   } catch {
     s = Array.isArray(value) ? '[...]' : typeof value === 'object' && value !== null ? '{...}' : String(value);
   }

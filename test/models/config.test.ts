@@ -50,3 +50,8 @@ test.each([
 test('an unknown preset lists the available ones', () => {
   expect(() => preset('moe-huge')).toThrow(/unknown preset 'moe-huge' \(available: moe-small/);
 });
+
+test('NaN and infinities are shown as such in errors (JSON would print null)', () => {
+  expect(() => validateConfig({ vocab_size: 100, d_model: NaN })).toThrow(/'d_model' must be an integer in \[\d+, \d+\], got NaN/);
+  expect(() => validateConfig({ vocab_size: 100, d_model: 64, n_layers: 1, n_heads: 2, d_ff: 64, max_seq_len: 16, rope_theta: -Infinity })).toThrow(/got -Infinity/);
+});

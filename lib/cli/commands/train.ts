@@ -72,13 +72,14 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     }
     config = validateConfig(config, o.config); // errors name the file, not just 'config'
   }
-  // Ctrl-C: finish the current step, save, and exit 0. A save is synchronous, so a signal that arrives during one is
-  // handled only after it is complete; the checkpoint on disk is valid whatever happens. A second Ctrl-C leaves at
-  // once (exit 130) without the final save: `latest` still names the last complete checkpoint.
+  // Ctrl-C (SIGINT) or SIGTERM (docker stop, systemd, a job scheduler): finish the current step, save, and exit 0. A
+  // save is synchronous, so a signal that arrives during one is handled only after it is complete; the checkpoint on
+  // disk is valid whatever happens. A second signal leaves at once (exit 130) without the final save: `latest`
+  // still names the last complete checkpoint.
   const stop = new AbortController();
   let interrupted = false;
   let finished = false; // training and its final save are done
-  const onSigint = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) {
       bar.stop();
       const how = finished ? 'exiting now' : 'exiting without a final save';
@@ -86,7 +87,8 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
       process.exit(130);
     }
     interrupted = true;
-    process.stderr.write('\nwavemoe train: interrupted, saving a checkpoint after this step (Ctrl-C again to quit without saving)...\n');
+    const what = signal === 'SIGINT' ? 'interrupted' : `${signal} received`;
+    process.stderr.write(`\nwavemoe train: ${what}, saving a checkpoint after this step (Ctrl-C again to quit without saving)...\n`);
     stop.abort();
   };
   const history: LossPoint[] = [];
@@ -106,7 +108,8 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
       if (m.step < o.steps) bar.start(o.steps, m.step, { loss: m.loss.toFixed(3), tps: '-', lr: m.lr.toExponential(1) });
     }
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let result: Awaited<ReturnType<typeof trainRun>>;
   try {
     result = await trainRun({
@@ -137,7 +140,8 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     });
   } catch (err) {
     bar.stop(); // the error goes on a line of its own
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     throw withRunDir(err, o.out);
   }
   finished = true;
@@ -145,7 +149,8 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
   writeFileAtomic(path.join(o.out, 'loss.svg'), lossCurveSvg(history));
   writeFileAtomic(path.join(o.out, 'expert_load.svg'), expertLoadSvg(result.expertLoad));
   result.model.dispose();
-  process.off('SIGINT', onSigint);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
   process.stderr.write(
     `${interrupted ? 'stopped' : 'done'} at step ${result.last?.step ?? 0}; checkpoint ${result.checkpoint ?? '(none)'}\n` +
       `metrics: ${path.join(o.out, 'metrics.jsonl')}, figures: loss.svg, expert_load.svg\n`,
