@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Compiles every CUDA source (cuda/*.cu -> libwavemoe_cuda.a, sm_80 + sm_90) and the CUDA test programs
-# (test/native/cuda_test_*.cc) into build/cuda. Needs nvcc, not a GPU: CI runs it so that the CUDA code never rots.
+# (test/native/cuda_test_*.cc) into build/cuda, then the CUDA-enabled addon through cmake-js into
+# build-cuda/Release/wavemoe.node (use it with WAVEMOE_ADDON=$PWD/build-cuda/Release/wavemoe.node; not under build/,
+# which `node-gyp rebuild` deletes). Needs nvcc, not a GPU: CI runs it so that the CUDA code never rots.
+# SKIP_ADDON=1 builds the test programs only.
 # Where nvcc is missing it says so in one line and exits 0. Run the tests on a GPU machine with
 #   build/cuda/cuda_test_kernels            (or: build/cuda/cuda_test_kernels --bench)
 set -euo pipefail
@@ -17,3 +20,10 @@ cmake -S . -B build/cuda "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DWAVEMOE_
   -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
 # The CUDA library and the CUDA test programs (and the CPU kernels they link), not the CPU test programs.
 cmake --build build/cuda -j "$(nproc)" --target wavemoe_cuda_all
+if [ -z "${SKIP_ADDON:-}" ]; then
+  # The addon links cudart statically: it loads where no GPU or driver is present, and says so in `wavemoe info`.
+  npx cmake-js build --out build-cuda --CDWAVEMOE_CUDA=ON --CDCMAKE_CUDA_COMPILER="$nvcc" --parallel "$(nproc)" \
+    >build-cuda.log 2>&1 || { tail -40 build-cuda.log >&2; echo "cuda-build: the addon build failed (build-cuda.log)" >&2; exit 1; }
+  rm -f build-cuda.log
+  echo "cuda-build: build-cuda/Release/wavemoe.node"
+fi

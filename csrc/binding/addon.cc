@@ -50,6 +50,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   register_wavelet_ops(env, exports);
   register_sampling_ops(env, exports);
   register_recording(env, exports);
+  register_cuda_info(env, exports);
   return exports;
 }
 

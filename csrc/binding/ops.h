@@ -33,5 +33,6 @@ void register_attention_ops(Napi::Env env, Napi::Object exports);
 void register_moe_ops(Napi::Env env, Napi::Object exports);
 void register_wavelet_ops(Napi::Env env, Napi::Object exports);
 void register_sampling_ops(Napi::Env env, Napi::Object exports);
+void register_cuda_info(Napi::Env env, Napi::Object exports);  // cuda_info.cc
 
 }  // namespace wavemoe

@@ -271,7 +271,9 @@ export function resolveCheckpointDir(dir: string): string {
   const fallback = listCheckpoints(dir)
     .reverse()
     .find((c) => hasFiles(path.join(dir, c.name), ['config.json', 'model.safetensors', 'trainer_state.json']));
-  const problem = named === null ? `${latest} is missing` : `${latest} names ${preview(named)}, which is missing or incomplete`;
+  // A name that passed CHECKPOINT_DIR is digits, but it can be megabytes of them (fuzzing): clipped then.
+  const shown = named !== null && named.length > 80 ? preview(named) : named;
+  const problem = named === null ? `${latest} is missing` : `${latest} names ${shown}, which is missing or incomplete`;
   if (fallback) {
     process.emitWarning(`${problem}; using ${fallback.name}, the newest complete checkpoint in ${dir}`, { code: 'WAVEMOE_CHECKPOINT_FALLBACK' });
     return path.join(dir, fallback.name);

@@ -12,8 +12,18 @@ export function infoLines(): string[] {
     `node ${process.versions.node} (N-API ${process.versions.napi}), ${process.platform}-${process.arch}`,
     `cpu kernels: ${ops.isa()} (supported: ${supported.join(', ')}; force with WAVEMOE_ISA)`,
     `threads: ${ops.numThreads()}`,
-    `cuda: ${ops.cuda ? 'built with CUDA' : 'not available (this build is CPU only)'}`,
+    ...cudaLines(),
   ];
+}
+
+function cudaLines(): string[] {
+  const c = ops.cudaInfo();
+  if (!c.built) return [`cuda: not available: ${c.reason ?? "this build is CPU only"}`];
+  const lines = [`cuda: built with CUDA${c.runtimeVersion ? ` (runtime ${c.runtimeVersion}, driver ${c.driverVersion})` : ''}`];
+  if (!c.available) lines.push(`  no usable GPU: ${c.reason ?? 'unknown'}`);
+  for (const d of c.devices ?? []) lines.push(`  gpu ${d.index}: ${d.description}`);
+  lines.push(`  matmul: ${c.matmul ?? 'unknown'}`);
+  return lines;
 }
 
 export function infoCommand(): Command {

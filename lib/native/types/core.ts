@@ -11,8 +11,24 @@ export interface AllocStats {
   totalAllocations: number;
 }
 
+/** What the addon knows of CUDA (ops.cudaInfo()). */
+export interface CudaInfo {
+  /** Whether this addon was built with CUDA (npm run build:cuda); the default npm install is CPU only. */
+  built: boolean;
+  /** CUDA builds: whether a GPU can be used now. */
+  available?: boolean;
+  /** Why not (CPU-only build, no NVIDIA driver, no device...). */
+  reason?: string;
+  driverVersion?: string;
+  runtimeVersion?: string;
+  devices?: Array<{ index: number; name: string; computeCapability: string; multiprocessors: number; totalBytes: number; freeBytes: number; description: string }>;
+  /** The matmul backend: cuBLAS (which library) or the project's own tiled kernel, and why. */
+  matmul?: string;
+}
+
 export interface CoreOps {
   readonly cuda: boolean;
+  cudaInfo(): CudaInfo;
   numThreads(): number;
   /** Size of the shared thread pool (1..1024). Results are deterministic for a fixed count. */
   setNumThreads(threads: number): void;
