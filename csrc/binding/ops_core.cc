@@ -60,6 +60,9 @@ void register_core_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 return Napi::String::New(info.Env(), isa_name(current_isa()));
               }));
+  exports.Set("defaultIsa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                return Napi::String::New(info.Env(), isa_name(default_isa()));
+              }));
   exports.Set("isaSupported", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 Args a(info, "isaSupported");
                 if (info.Length() < 1 || !info[0].IsString()) a.fail_type("argument 'isa' must be a string");

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, ops } from '../../lib';
 
@@ -159,6 +160,21 @@ describe('thread pool and ISA settings', () => {
     ops.setIsa(prev);
     expect(() => ops.setIsa('sse9' as 'avx2')).toThrow(/unknown ISA 'sse9'/);
     if (!ops.isaSupported('avx512')) expect(() => ops.setIsa('avx512')).toThrow(/cannot run the avx512/);
+  });
+
+  test('the default ISA is supported, and the widest one except where 512-bit operations are split', () => {
+    const def = ops.defaultIsa();
+    expect(ops.isaSupported(def)).toBe(true);
+    const widest = (['avx512', 'avx2', 'generic'] as const).find((i) => ops.isaSupported(i))!;
+    // AMD Zen 3/4 (family 0x19) split AVX-512 into two 256-bit halves: avx2 is faster there (bench:generate).
+    const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const zen34 = /vendor_id\s*:\s*AuthenticAMD/.test(cpu) && /cpu family\s*:\s*25\b/.test(cpu);
+    expect(def).toBe(widest === 'avx512' && zen34 ? 'avx2' : widest);
+    // Without WAVEMOE_ISA the addon starts on the default.
+    if (!process.env.WAVEMOE_ISA) {
+      const r = spawnSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(path.resolve(__dirname, '../../dist'))}).ops.isa())`], { encoding: 'utf8', env: { ...process.env, WAVEMOE_ISA: '' } });
+      expect(r.stdout.trim()).toBe(def);
+    }
   });
 });
 

@@ -10,7 +10,7 @@ export function infoLines(): string[] {
   return [
     `wavemoe ${pkg.version}`,
     `node ${process.versions.node} (N-API ${process.versions.napi}), ${process.platform}-${process.arch}`,
-    `cpu kernels: ${ops.isa()} (supported: ${supported.join(', ')}; force with WAVEMOE_ISA)`,
+    `cpu kernels: ${ops.isa()} (supported: ${supported.join(', ')}; default here: ${ops.defaultIsa()}; force with WAVEMOE_ISA)`,
     `threads: ${ops.numThreads()}`,
     ...cudaLines(),
   ];

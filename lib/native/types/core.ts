@@ -34,6 +34,8 @@ export interface CoreOps {
   setNumThreads(threads: number): void;
   /** The instruction-set variant the micro-kernels use now. */
   isa(): Isa;
+  /** The variant chosen for this CPU unless forced: the widest it runs, but avx2 on AMD Zen 3/4 (split 512-bit ops). */
+  defaultIsa(): Isa;
   isaSupported(isa: Isa): boolean;
   /** Forces a variant (tests use it to cover every path); throws if this CPU cannot run it. */
   setIsa(isa: Isa): void;
