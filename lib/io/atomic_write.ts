@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { errorMessage } from './preview';
 
 /** What a write failed with, in words a user can act on (appended to the system's message). */
 const HINTS: Record<string, string> = {
@@ -21,9 +22,7 @@ const HINTS: Record<string, string> = {
 
 /** An fs error's message with a hint for the common causes, e.g. "ENOSPC: no space left on device, write (the disk is full)". */
 export function describeFsError(err: unknown): string {
-  // Not `instanceof Error`: errors made in another realm (a vm context, a test runner) are not instances here.
-  const raw = (err as { message?: unknown } | null)?.message;
-  const message = typeof raw === 'string' ? raw : String(err);
+  const message = errorMessage(err);
   const code = (err as NodeJS.ErrnoException | null)?.code;
   const hint = code ? HINTS[code] : undefined;
   return hint && !message.includes(hint) ? `${message} (${hint})` : message;

@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { writeFileAtomic } from './atomic_write';
+import { clip, preview } from './preview';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'I32';
 export type SafetensorsArray = Float32Array | Float64Array | Int32Array;
@@ -56,24 +57,6 @@ function checkedNumel(shape: readonly number[]): number {
     if (!Number.isSafeInteger(n)) return Number.NaN;
   }
   return n;
-}
-
-/**
- * A header value or name for an error message: at most `max` characters, and never a throw (fuzzing, issue #14:
- * JSON.stringify of a deeply nested value overflowed the stack, and a megabyte-long name made a megabyte message).
- */
-function preview(value: unknown, max = 80): string {
-  let s: string;
-  try {
-    s = JSON.stringify(value) ?? String(value);
-  } catch {
-    s = Array.isArray(value) ? '[...]' : '{...}';
-  }
-  return clip(s, max);
-}
-
-function clip(s: string, max = 80): string {
-  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
 }
 
 /** Serialises tensors (in the given order, data aligned to 8 bytes) and writes the file atomically. */

@@ -2,6 +2,8 @@
  * Model configuration: the JSON a user writes (snake_case, as config.json beside a checkpoint), validated with one
  * message format, with every default filled in. `validateConfig` is the only way a config enters the library.
  */
+import { clip, preview } from '../io/preview';
+
 export type Architecture = 'decoder' | 'encoder-decoder';
 export type EmbeddingKind = 'learned' | 'wavelet';
 export type WaveletMode = 'frozen' | 'raw' | 'table';
@@ -113,26 +115,6 @@ export class ConfigError extends Error {
     super(message);
     this.name = 'ConfigError';
   }
-}
-
-/**
- * A value from a config for an error message: at most `max` characters, and never a throw (fuzzing, issue #14:
- * JSON.stringify of a deeply nested value overflowed the stack, and megabyte-long keys or arrays made
- * megabyte-long messages).
- */
-export function preview(value: unknown, max = 80): string {
-  let s: string;
-  try {
-    // JSON.stringify writes NaN and ±Infinity as null: show numbers as they are.
-    s = typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value));
-  } catch {
-    s = Array.isArray(value) ? '[...]' : typeof value === 'object' && value !== null ? '{...}' : String(value);
-  }
-  return clip(s, max);
-}
-
-function clip(s: string, max = 80): string {
-  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
 }
 
 /** Channels the wavelet embedding produces: (raw_dim / 2^levels) complex values per scale, as (re, im) pairs. */

@@ -4,6 +4,7 @@
  * of 50254 the added whitespace-run tokens (ids 50254..50276) are dropped, so their text is encoded by the BPE.
  */
 import * as fs from 'node:fs';
+import { errorMessage } from '../io/preview';
 import { resolveTokenizerFile, type TokenizerFileOptions } from './tokenizer_file';
 
 interface TokenizerJson {
@@ -46,9 +47,7 @@ export class Tokenizer {
     try {
       json = JSON.parse(fs.readFileSync(file, 'utf8')) as TokenizerJson;
     } catch (err) {
-      // By shape, not instanceof: fs errors are not instances of this realm's Error under a test runner or a vm.
-      const reason = typeof (err as { message?: unknown } | null)?.message === 'string' ? (err as Error).message : String(err);
-      throw new Error(`cannot read tokenizer ${file}: ${reason}`);
+      throw new Error(`cannot read tokenizer ${file}: ${errorMessage(err)}`);
     }
     if (typeof json.model?.vocab !== 'object' || json.model.vocab === null) {
       throw new Error(`tokenizer ${file} has no BPE vocabulary (model.vocab)`);

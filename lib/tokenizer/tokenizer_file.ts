@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic_write';
+import { errorMessage } from '../io/preview';
 
 export const TOKENIZER_SHA256 = '56ac4821e129d2c520fdaba60abd920fa852ada51b45c0dd52bbb6bd8c985ade';
 export const TOKENIZER_FILENAME = 'gpt-neox-20b-tokenizer.json';
@@ -74,7 +75,7 @@ export async function downloadTokenizer(registry?: string): Promise<Buffer> {
     tgz = Buffer.from(await res.arrayBuffer());
   } catch (err) {
     throw new Error(
-      `could not download the GPT-NeoX-20B tokenizer from ${url} (${typeof (err as { message?: unknown } | null)?.message === 'string' ? (err as Error).message : String(err)}). ` +
+      `could not download the GPT-NeoX-20B tokenizer from ${url} (${errorMessage(err)}). ` +
         'Give a local tokenizer.json with the tokenizer path option (CLI: --tokenizer <file>).',
     );
   }

@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeFsError, fsyncDirectory, isStaleTempFile, processAlive, writeFileAtomic, WriteError } from '../io/atomic_write';
 import { readSafetensors, writeSafetensors, type SafetensorsArray } from '../io/safetensors';
-import { minParameterCount, preview, validateConfig, type ModelConfig } from '../models/config';
+import { clip, preview } from '../io/preview';
+import { minParameterCount, validateConfig, type ModelConfig } from '../models/config';
 import { Transformer, type ModelDType } from '../models/transformer';
 import type { Tensor } from '../tensor';
 import type { AdamW } from './optimizer';
@@ -271,9 +272,8 @@ export function resolveCheckpointDir(dir: string): string {
   const fallback = listCheckpoints(dir)
     .reverse()
     .find((c) => hasFiles(path.join(dir, c.name), ['config.json', 'model.safetensors', 'trainer_state.json']));
-  // A name that passed CHECKPOINT_DIR is digits, but it can be megabytes of them (fuzzing): clipped then.
-  const shown = named !== null && named.length > 80 ? preview(named) : named;
-  const problem = named === null ? `${latest} is missing` : `${latest} names ${shown}, which is missing or incomplete`;
+  // A name that passed CHECKPOINT_DIR is digits, but it can be megabytes of them (fuzzing).
+  const problem = named === null ? `${latest} is missing` : `${latest} names ${clip(named)}, which is missing or incomplete`;
   if (fallback) {
     process.emitWarning(`${problem}; using ${fallback.name}, the newest complete checkpoint in ${dir}`, { code: 'WAVEMOE_CHECKPOINT_FALLBACK' });
     return path.join(dir, fallback.name);
