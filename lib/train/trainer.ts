@@ -171,7 +171,15 @@ export class Trainer {
    */
   async trainStepAsync(): Promise<StepResult> {
     const lr = this.currentLr();
-    const r = await this.model.runAsync(() => this.recordStep(lr));
+    const optimizerStep = this.optimizer.step;
+    let r: { losses: LossScalars[]; norm: Scalar };
+    try {
+      r = await this.model.runAsync(() => this.recordStep(lr));
+    } catch (err) {
+      // The update was counted when it was recorded; a run that failed did not make it.
+      this.optimizer.step = optimizerStep;
+      throw err;
+    }
     return this.finishStep(r, lr);
   }
 

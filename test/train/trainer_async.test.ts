@@ -98,3 +98,28 @@ test('the model refuses synchronous use while a recorded step is in flight', asy
   t.dispose();
   t.model.dispose();
 });
+
+test('a recorded step that fails when it runs leaves the optimizer step count and the trainer step unchanged', async () => {
+  const t = makeTrainer(5);
+  await t.trainStepAsync();
+  const before = { optimizer: t.optimizer.step, step: t.step };
+  // A run that fails after the step's ops were recorded (as a run-time check would make it): here the recording is
+  // dropped unrun, so the weights do not change either.
+  const model = t.model as unknown as { runAsync: (record: () => unknown) => Promise<unknown> };
+  const real = model.runAsync.bind(t.model);
+  model.runAsync = (record) =>
+    real(() => {
+      record();
+      throw new Error('the run failed');
+    });
+  const weights = params(t);
+  await expect(t.trainStepAsync()).rejects.toThrow('the run failed');
+  expect({ optimizer: t.optimizer.step, step: t.step }).toEqual(before);
+  expect(params(t)).toEqual(weights);
+  model.runAsync = real;
+  // and the next step trains as usual
+  expect((await t.trainStepAsync()).step).toBe(before.step + 1);
+  expect(t.optimizer.step).toBe(before.optimizer + 1);
+  t.dispose();
+  t.model.dispose();
+});
