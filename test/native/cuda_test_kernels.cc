@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "check.h"
+#include "cuda_check.h"
 #include "cuda/activations.h"
 #include "cuda/adamw.h"
 #include "cuda/allocator.h"
@@ -44,84 +45,10 @@
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
 
-namespace cpu = wavemoe;
-namespace gpu = wavemoe::gpu;
+
+using namespace cuda_test;
 
 namespace {
-
-constexpr double kEps32 = 1.0 / (1 << 24);  // float32 unit roundoff (2^-24)
-constexpr double kEps64 = 1.0 / 9007199254740992.0;
-cudaStream_t g_stream = nullptr;
-std::mt19937 g_gen(1234);
-
-// ---------------------------------------------------------------- host <-> device
-template <typename T> gpu::DeviceBuffer<T> upload(const std::vector<T>& h) {
-  gpu::DeviceBuffer<T> d(h.size());
-  if (!h.empty()) {
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice, g_stream));
-  }
-  return d;
-}
-template <typename T> std::vector<T> download(const gpu::DeviceBuffer<T>& d, size_t n) {
-  std::vector<T> h(n);
-  if (n) WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(h.data(), d.get(), n * sizeof(T), cudaMemcpyDeviceToHost, g_stream));
-  WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-  return h;
-}
-template <typename T> std::vector<T> download(const gpu::DeviceBuffer<T>& d) { return download(d, d.size()); }
-template <typename T> T download_scalar(const T* d) {
-  T h;
-  WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&h, d, sizeof(T), cudaMemcpyDeviceToHost, g_stream));
-  WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-  return h;
-}
-
-template <typename T> std::vector<T> uniform(size_t n, double lo = -1.0, double hi = 1.0) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<T> v(n);
-  for (T& x : v) x = static_cast<T>(dist(g_gen));
-  return v;
-}
-
-// ---------------------------------------------------------------- comparison
-// Elementwise |g - r| <= atol + rtol·|r| (+ bound[i] when given); NaN must match NaN. Prints the worst error.
-template <typename T>
-void expect_close(const std::string& name, const std::vector<T>& got, const std::vector<T>& ref, double atol,
-                  double rtol, const std::vector<double>* bound = nullptr) {
-  CHECK(got.size() == ref.size());
-  double worst = 0.0, worst_ratio = 0.0;
-  size_t bad = 0, first_bad = 0;
-  for (size_t i = 0; i < got.size() && i < ref.size(); ++i) {
-    const double g = got[i], r = ref[i];
-    if (std::isnan(r) || std::isnan(g)) {
-      if (std::isnan(r) != std::isnan(g) && bad++ == 0) first_bad = i;
-      continue;
-    }
-    if (std::isinf(r) || std::isinf(g)) {
-      if (g != r && bad++ == 0) first_bad = i;
-      continue;
-    }
-    const double err = std::fabs(g - r);
-    const double tol = atol + rtol * std::fabs(r) + (bound ? (*bound)[i] : 0.0);
-    worst = std::max(worst, err);
-    if (tol > 0) worst_ratio = std::max(worst_ratio, err / tol);
-    if (err > tol && bad++ == 0) first_bad = i;
-  }
-  std::printf("  %-58s max|err| %.3g (%.2f of tol)%s\n", name.c_str(), worst, worst_ratio, bad ? "  FAILED" : "");
-  if (bad) {
-    std::fprintf(stderr, "FAIL %s: %zu of %zu elements out of tolerance; first at %zu: gpu %.9g cpu %.9g\n",
-                 name.c_str(), bad, got.size(), first_bad, static_cast<double>(got[first_bad]),
-                 static_cast<double>(ref[first_bad]));
-    ++native_test_failures();
-  }
-}
-
-template <typename T> void expect_identical(const std::string& name, const std::vector<T>& got,
-                                            const std::vector<T>& ref) {
-  const bool same = got.size() == ref.size() && std::memcmp(got.data(), ref.data(), got.size() * sizeof(T)) == 0;
-  std::printf("  %-58s %s\n", name.c_str(), same ? "bit-identical" : "DIFFERENT  FAILED");
-  if (!same) ++native_test_failures();
-}
 
 // ================================================================ matmul
 struct MatmulCase {
@@ -580,28 +507,6 @@ void test_allocator() {
 }
 
 // ================================================================ bench
-double time_ms(const std::function<void()>& fn) {
-  cudaEvent_t start, stop;
-  WAVEMOE_CUDA_CHECK(cudaEventCreate(&start));
-  WAVEMOE_CUDA_CHECK(cudaEventCreate(&stop));
-  fn();  // warm-up (and cuBLAS heuristics)
-  WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-  int iters = 0;
-  float ms = 0.0f;
-  WAVEMOE_CUDA_CHECK(cudaEventRecord(start, g_stream));
-  const auto wall0 = std::chrono::steady_clock::now();
-  do {
-    fn();
-    ++iters;
-    WAVEMOE_CUDA_CHECK(cudaEventRecord(stop, g_stream));
-    WAVEMOE_CUDA_CHECK(cudaEventSynchronize(stop));
-  } while (iters < 100 && std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count() < 0.2);
-  WAVEMOE_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / iters;
-}
-
 int bench(const gpu::DeviceInfo& info) {
   const int64_t M = 2048;  // B·T
   const int64_t dims[] = {256, 512, 1024, 50254};
@@ -649,20 +554,7 @@ int bench(const gpu::DeviceInfo& info) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool bench_mode = argc > 1 && std::strcmp(argv[1], "--bench") == 0;
-  std::string reason;
-  if (!gpu::cuda_available(&reason)) {
-    std::printf("cuda_test_kernels: SKIPPED (no CUDA device: %s)\n", reason.c_str());
-    return 0;
-  }
-  try {
-    const gpu::DeviceInfo info = gpu::device_info(0);
-    std::printf("device: %s\n", gpu::describe(info).c_str());
-    WAVEMOE_CUDA_CHECK(cudaStreamCreate(&g_stream));
-    gpu::cublas_api();
-    if (gpu::cublas_loaded()) gpu::cublas_handle(g_stream);  // creates the handle, so the version is known
-    std::printf("matmul: %s\n", gpu::matmul_backend_description().c_str());
-    if (bench_mode) return bench(info);
+  return run_cuda_test_main("cuda_test_kernels", argc, argv, [] {
     test_matmul();
     test_rmsnorm();
     test_cross_entropy();
@@ -673,10 +565,5 @@ int main(int argc, char** argv) {
     test_softmax();
     test_rope();
     test_allocator();
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "cuda_test_kernels: exception: %s\n", e.what());
-    return 1;
-  }
-  return native_test_result("cuda_test_kernels");
+  }, bench);
 }
