@@ -31,7 +31,9 @@ template <typename T> struct AdamWScalars {
 template <typename T>
 __global__ void __launch_bounds__(kElementwiseThreads) adamw_kernel(T* __restrict__ param, T* __restrict__ m,
                                                                      T* __restrict__ v, const T* __restrict__ grad,
-                                                                     int64_t n, AdamWScalars<T> s) {
+                                                                     int64_t n, AdamWScalars<T> s,
+                                                                     const double* skip_if_nonfinite) {
+  if (skip_if_nonfinite != nullptr && !isfinite(*skip_if_nonfinite)) return;  // GradScaler's found_inf, on device
   WAVEMOE_GRID_STRIDE(i, n) {
     const T g = grad[i];
     const T mi = add_rn(mul_rn(m[i], s.b1), mul_rn(g, s.one_minus_b1));
@@ -104,7 +106,8 @@ void norm_squared_into(double* out, const T* const* grads, const int64_t* sizes,
 // ============================================ kernel launchers ============================================
 
 template <typename T>
-void adamw_step(T* param, T* m, T* v, const T* grad, int64_t n, const AdamWParams& p, cudaStream_t stream) {
+void adamw_step(T* param, T* m, T* v, const T* grad, int64_t n, const AdamWParams& p, cudaStream_t stream,
+                const double* skip_if_nonfinite) {
   if (n <= 0) return;
   const double t = static_cast<double>(p.step);
   AdamWScalars<T> s;
@@ -116,7 +119,7 @@ void adamw_step(T* param, T* m, T* v, const T* grad, int64_t n, const AdamWParam
   s.step_size = static_cast<T>(p.lr / (1.0 - std::pow(p.beta1, t)));
   s.bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(p.beta2, t)));
   s.eps = static_cast<T>(p.eps);
-  adamw_kernel<T><<<grid_for(n), kElementwiseThreads, 0, stream>>>(param, m, v, grad, n, s);
+  adamw_kernel<T><<<grid_for(n), kElementwiseThreads, 0, stream>>>(param, m, v, grad, n, s, skip_if_nonfinite);
   WAVEMOE_CUDA_CHECK_LAUNCH("adamw_kernel");
 }
 
@@ -142,8 +145,10 @@ void clip_grad_norm(double* norm_out, T* const* grads, const int64_t* sizes, int
   }
 }
 
-template void adamw_step<float>(float*, float*, float*, const float*, int64_t, const AdamWParams&, cudaStream_t);
-template void adamw_step<double>(double*, double*, double*, const double*, int64_t, const AdamWParams&, cudaStream_t);
+template void adamw_step<float>(float*, float*, float*, const float*, int64_t, const AdamWParams&, cudaStream_t,
+                                const double*);
+template void adamw_step<double>(double*, double*, double*, const double*, int64_t, const AdamWParams&, cudaStream_t,
+                                 const double*);
 template void grad_norm_squared<float>(double*, const float* const*, const int64_t*, int64_t, cudaStream_t);
 template void grad_norm_squared<double>(double*, const double* const*, const int64_t*, int64_t, cudaStream_t);
 template void clip_grad_norm<float>(double*, float* const*, const int64_t*, int64_t, double, cudaStream_t);

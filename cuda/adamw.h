@@ -17,9 +17,11 @@ namespace gpu {
 
 using wavemoe::AdamWParams;
 
-// param, m, v, grad are (n) device arrays.
+// param, m, v, grad are (n) device arrays. skip_if_nonfinite: a device double read by the kernel; when it holds NaN or
+// ±Infinity nothing changes (the binding's skipIfNonFinite, decided on the device with no host round trip).
 template <typename T>
-void adamw_step(T* param, T* m, T* v, const T* grad, int64_t n, const AdamWParams& p, cudaStream_t stream);
+void adamw_step(T* param, T* m, T* v, const T* grad, int64_t n, const AdamWParams& p, cudaStream_t stream,
+                const double* skip_if_nonfinite = nullptr);
 
 // grads (a HOST array of `count` device pointers) with sizes[k] elements each (host array): *out (device double) =
 // the sum of squares of all of them, in double over fixed 8192-element segments, segments summed in order.

@@ -3,9 +3,9 @@
  * `dispose()` frees it at once; a finalizer frees what is forgotten. Using a disposed tensor throws.
  */
 import { binding } from './native';
-import type { AnyTypedArray, DType, NativeTensor, TypedArrayOf } from './native';
+import type { AnyTypedArray, DType, Device, NativeTensor, TypedArrayOf } from './native';
 
-const NativeTensorBase = binding.Tensor as unknown as new (dtype: DType, shape: number[]) => NativeTensor;
+const NativeTensorBase = binding.Tensor as unknown as new (dtype: DType, shape: number[], device?: Device) => NativeTensor;
 
 export type FloatDType = 'float32' | 'float64';
 
@@ -35,14 +35,14 @@ function dtypeOfArray(data: AnyTypedArray): DType {
 }
 
 export class Tensor extends NativeTensorBase {
-  constructor(dtype: DType, shape: number[]) {
-    super(dtype, shape);
+  constructor(dtype: DType, shape: number[], device: Device = 'cpu') {
+    super(dtype, shape, device);
   }
 
-  /** A zero-filled tensor. */
-  static zeros(shape: number[], dtype: DType = 'float32'): Tensor {
+  /** A zero-filled tensor, on the CPU unless `device` names a GPU. */
+  static zeros(shape: number[], dtype: DType = 'float32', device: Device = 'cpu'): Tensor {
     checkShape(shape, 'Tensor.zeros');
-    return new Tensor(dtype, shape);
+    return new Tensor(dtype, shape, device);
   }
 
   /**
@@ -103,7 +103,8 @@ export class Tensor extends NativeTensorBase {
 
   override toString(): string {
     if (this.disposed) return 'Tensor(disposed)';
-    return `Tensor(${this.dtype}, [${this.shape.join(', ')}])`;
+    const where = this.device === 'cpu' ? '' : `, ${this.device}`;
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}]${where})`;
   }
 }
 

@@ -1,7 +1,13 @@
 // The addon's entry point: the whole export list, one registration call per op family.
 #include <napi.h>
 
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/backend.h"
+#endif
+
+#include "../core/device.h"
 #include "addon_data.h"
+#include "fake_device.h"
 #include "ops.h"
 #include "tensor_wrap.h"
 
@@ -30,9 +36,12 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
                 return env.Undefined();
               }));
 #ifdef WAVEMOE_CUDA
+  gpu::install_backend();  // device tensors on "cuda:N" (process-wide; installing again is harmless)
   exports.Set("cuda", Napi::Boolean::New(env, true));
 #else
   exports.Set("cuda", Napi::Boolean::New(env, false));
+  install_fake_cuda_if_asked();  // tests only: WAVEMOE_FAKE_CUDA=1
+  exports.Set("fakeCuda", Napi::Boolean::New(env, device_backend(Device::cuda) != nullptr));
 #endif
 
   register_core_ops(env, exports);

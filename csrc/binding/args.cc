@@ -1,5 +1,7 @@
 #include "args.h"
 
+#include "../core/device.h"
+
 #include "recording.h"
 #include "tensor_wrap.h"
 
@@ -10,7 +12,27 @@ Tensor Args::tensor(size_t i, const char* name) const {
   TensorWrap* w = TensorWrap::Unwrap(v);
   if (w == nullptr) fail_type(std::string("argument '") + name + "' must be a Tensor");
   if (w->disposed()) fail(std::string("argument '") + name + "' is a disposed tensor");
-  return w->tensor();
+  const Tensor& t = w->tensor();
+  expect_device(t, name);
+  return t;
+}
+
+void Args::expect_device(const Tensor& t, const char* name) const {
+  if (device_name_.empty()) {
+    device_ = t.device();
+    device_name_ = name;
+  } else if (t.device() != device_) {
+    fail(std::string("argument '") + name + "' is on " + t.device().str() + " but '" + device_name_ + "' is on " +
+         device_.str() + ": the tensors of one op must be on the same device (move one with .to('" + device_.str() +
+         "'))");
+  }
+}
+
+HostInts::HostInts(const Tensor& t) : ptr_(t.ptr<int32_t>()) {
+  if (t.device().is_cpu()) return;
+  copy_.resize(static_cast<size_t>(t.numel()));
+  usable_backend(t.device()).copy_to_host(copy_.data(), t.data(), t.nbytes(), t.device().index);
+  ptr_ = copy_.data();
 }
 
 std::optional<Tensor> Args::optional_tensor(size_t i, const char* name) const {
@@ -90,6 +112,8 @@ int64_t Args::option_integer(const Napi::Object& o, const char* key, int64_t fal
   }
   return static_cast<int64_t>(x);
 }
+
+bool Args::recording() const { return active_recording(env_) != nullptr; }
 
 void Args::check_data(const std::function<std::string()>& problem) const {
   if (active_recording(env_) != nullptr) return;  // checked when the recorded Job runs

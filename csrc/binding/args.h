@@ -36,8 +36,13 @@ class Args {
     throw Napi::RangeError::New(env_, std::string(op_) + ": " + msg);
   }
 
-  // A live Tensor at position i.
+  // A live Tensor at position i. Every tensor of one op must be on the same device (else a clear error).
   Tensor tensor(size_t i, const char* name) const;
+  // Notes the device of a tensor read outside tensor() (lists, options): the first fixes the op's device, and any
+  // other must match it, else a clear error.
+  void expect_device(const Tensor& t, const char* name) const;
+  // The device of the op's tensors (the CPU when it has none).
+  DeviceRef device() const { return device_; }
   // A live Tensor, or null/undefined (returns nullopt).
   std::optional<Tensor> optional_tensor(size_t i, const char* name) const;
   // A finite number.
@@ -56,6 +61,8 @@ class Args {
   // Run now, it throws a RangeError at once. Inside a recording (runAsync) the data may be written by an earlier
   // recorded op, so it is not read now: the Job must call check_data_at_run_time, which fails the run instead.
   void check_data(const std::function<std::string()>& problem) const;
+  // True while ops are recorded (runAsync): check_data then leaves the check to the Job.
+  bool recording() const;
 
   // Shape and dtype checks.
   void expect_dtype(const Tensor& t, const char* name, DType d) const;
@@ -70,6 +77,20 @@ class Args {
   const Napi::CallbackInfo& info_;
   Napi::Env env_;
   const char* op_;
+  mutable DeviceRef device_;                 // of the first tensor argument
+  mutable std::string device_name_;  // that argument's name; empty until a tensor was read
+};
+
+// The elements of an int32 tensor readable on the host: the tensor's own memory on the CPU, else a copy from the
+// device (which waits for the device's queued work). For the index checks of check_data.
+class HostInts {
+ public:
+  explicit HostInts(const Tensor& t);
+  const int32_t* data() const { return ptr_; }
+
+ private:
+  std::vector<int32_t> copy_;
+  const int32_t* ptr_;
 };
 
 // Calls fn(T{}) with T = float or double for a float tensor's dtype.

@@ -10,6 +10,15 @@
 namespace wavemoe {
 namespace {
 
+void expect_device(const Napi::Env& env, const std::string& op, const Job& job,
+                   const std::vector<std::shared_ptr<Storage>>& used) {
+  try {
+    expect_job_device(op, job, used);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, op + ": " + e.what());
+  }
+}
+
 class OpWorker : public Napi::AsyncWorker {
  public:
   OpWorker(Napi::Env env, Job job, std::string name, std::vector<std::shared_ptr<Storage>> pinned)
@@ -47,6 +56,16 @@ class OpWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
+void expect_job_device(const std::string& op, const Job& job, const std::vector<std::shared_ptr<Storage>>& used) {
+  if (job.on_device) return;
+  for (const auto& s : used) {
+    if (!s->device().is_cpu()) {
+      throw std::runtime_error("has no kernel for " + s->device().str() +
+                               " yet: its tensors must be on the CPU (move them with .to('cpu'))");
+    }
+  }
+}
+
 void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn prepare) {
   std::string op_name(name);
   exports.Set(name, Napi::Function::New(
@@ -58,11 +77,14 @@ void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn 
                             StorageCollector used;
                             Job job = prepare(info);
                             std::vector<std::shared_ptr<Storage>> storages = used.take();
+                            expect_device(info.Env(), op_name, job, storages);
                             rec->add(op_name, std::move(job.run), job.returns_number, storages);
                             return job.returns_number ? Napi::Value(Napi::Number::New(info.Env(), NAN))
                                                       : info.Env().Undefined();
                           }
+                          StorageCollector used;
                           Job job = prepare(info);
+                          expect_device(info.Env(), op_name, job, used.take());
                           double r;
                           try {
                             r = job.run();
@@ -85,7 +107,9 @@ void export_op(Napi::Env env, Napi::Object exports, const char* name, PrepareFn 
                                 }
                                 StorageCollector used;
                                 Job job = prepare(info);  // validation errors throw synchronously
-                                auto* worker = new OpWorker(info.Env(), std::move(job), op_name, used.take());
+                                std::vector<std::shared_ptr<Storage>> storages = used.take();
+                                expect_device(info.Env(), op_name, job, storages);
+                                auto* worker = new OpWorker(info.Env(), std::move(job), op_name, storages);
                                 Napi::Promise p = worker->promise();
                                 worker->Queue();
                                 return p;

@@ -6,13 +6,23 @@
 #include <napi.h>
 
 #include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/storage.h"
 
 namespace wavemoe {
 
 struct Job {
   std::function<double()> run;   // returns the op's scalar result, if it has one
   bool returns_number = false;  // false: the JS call returns undefined
+  bool on_device = false;       // run launches GPU kernels (gpu_job.h); false: CPU kernels, CPU tensors only
 };
+
+// Refuses a CPU job whose tensors are on a GPU (an op without a GPU kernel yet): the CPU kernel must never see
+// device pointers. export_op calls it after every prepare.
+void expect_job_device(const std::string& op, const Job& job, const std::vector<std::shared_ptr<Storage>>& used);
 
 using PrepareFn = Job (*)(const Napi::CallbackInfo& info);
 

@@ -7,7 +7,12 @@
 
 #include "../kernels/activations.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/activations.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -44,6 +49,12 @@ Job prepare_activation_forward(const Napi::CallbackInfo& info) {
   a.expect_float(x, "x");
   expect_like(a, out, "out", x, "x");
   expect_same_or_disjoint(a, out, "out", x, "x");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::activation_forward<T>(out.ptr<T>(), x.ptr<T>(), x.numel(), kind, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -63,6 +74,12 @@ Job prepare_activation_backward(const Napi::CallbackInfo& info) {
   expect_like(a, dx, "dx", x, "x");
   a.expect_no_overlap(dx, "dx", dout, "dout");
   a.expect_no_overlap(dx, "dx", x, "x");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::activation_backward<T>(dx.ptr<T>(), dout.ptr<T>(), x.ptr<T>(), x.numel(), kind, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -81,6 +98,12 @@ Job prepare_swiglu_forward(const Napi::CallbackInfo& info) {
   expect_like(a, out, "out", ta, "a");
   expect_same_or_disjoint(a, out, "out", ta, "a");
   expect_same_or_disjoint(a, out, "out", tb, "b");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(ta.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::swiglu_forward<T>(out.ptr<T>(), ta.ptr<T>(), tb.ptr<T>(), ta.numel(), stream);
+    });
+  });
   return {[=] {
     dispatch_float(ta.dtype, [&](auto t) {
       using T = decltype(t);
@@ -105,6 +128,12 @@ Job prepare_swiglu_backward(const Napi::CallbackInfo& info) {
     a.expect_no_overlap(da, "da", t, name);
     a.expect_no_overlap(db, "db", t, name);
   }
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(ta.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::swiglu_backward<T>(da.ptr<T>(), db.ptr<T>(), dout.ptr<T>(), ta.ptr<T>(), tb.ptr<T>(), ta.numel(), stream);
+    });
+  });
   return {[=] {
     dispatch_float(ta.dtype, [&](auto t) {
       using T = decltype(t);

@@ -8,7 +8,14 @@
 
 #include "../kernels/cross_entropy.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/allocator.h"
+#include "../../cuda/check.h"
+#include "../../cuda/cross_entropy.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -17,7 +24,8 @@ constexpr int64_t kDefaultIgnoreIndex = -100;  // PyTorch's
 
 // "" when every target is in [0, V) or the ignore index; else the first bad one.
 std::string targets_problem(const Tensor& targets, int64_t V, int32_t ignore_index) {
-  const int32_t* p = targets.ptr<int32_t>();
+  const HostInts host(targets);
+  const int32_t* p = host.data();
   for (int64_t i = 0, n = targets.numel(); i < n; ++i) {
     if (p[i] != ignore_index && (p[i] < 0 || p[i] >= V)) {
       return "targets[" + std::to_string(i) + "] is " + std::to_string(p[i]) + ", out of range [0, " +
@@ -64,6 +72,21 @@ Job prepare_cross_entropy(const Napi::CallbackInfo& info) {
   }
   a.check_data([&] { return targets_problem(targets, V, ignore_index); });
   const int64_t N = targets.numel();
+  // On a GPU the mean loss is written on the device and copied back for the result: the one wait of this op.
+  WAVEMOE_GPU_NUMBER_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) check_data_at_run_time(targets_problem(targets, V, ignore_index));
+    gpu::DeviceBuffer<double> mean_loss(1);
+    dispatch_float(logits.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::cross_entropy_forward_backward<T>(dlogits ? dlogits->ptr<T>() : nullptr, losses ? losses->ptr<T>() : nullptr,
+                                             mean_loss.get(), logits.ptr<T>(), targets.ptr<int32_t>(), N, V,
+                                             ignore_index, grad_scale, stream);
+    });
+    double loss = 0;
+    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss.get(), sizeof(double), cudaMemcpyDeviceToHost, stream));
+    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return loss;
+  });
   return {[=] {
             check_data_at_run_time(targets_problem(targets, V, ignore_index));
             return dispatch_float(logits.dtype, [&](auto t) {

@@ -2,8 +2,14 @@
 #include <cstring>
 
 #include "../kernels/elementwise.h"
+#include "../core/device.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/elementwise.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -26,6 +32,12 @@ Job prepare_add(const Napi::CallbackInfo& info) {
   for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{x, "a"}, {y, "b"}}) {
     if (out.overlaps(t) && out.data() != t.data()) a.fail_range(std::string("'out' partly overlaps '") + name + "'");
   }
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::add_forward<T>(out.ptr<T>(), x.ptr<T>(), y.ptr<T>(), x.numel(), stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -44,6 +56,12 @@ Job prepare_axpy(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(x, "x", y, "y");
   if (x.numel() != y.numel()) a.fail_range("'x' " + x.shape_str() + " and 'y' " + y.shape_str() + " differ in size");
   if (x.overlaps(y) && x.data() != y.data()) a.fail_range("'x' partly overlaps 'y'");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(y.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::axpy<T>(y.ptr<T>(), x.ptr<T>(), alpha, y.numel(), stream);
+    });
+  });
   return {[=] {
     dispatch_float(y.dtype, [&](auto t) {
       using T = decltype(t);
@@ -59,6 +77,12 @@ Job prepare_scale(const Napi::CallbackInfo& info) {
   Tensor x = a.tensor(0, "x");
   double alpha = a.number(1, "alpha");
   a.expect_float(x, "x");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::scale_inplace<T>(x.ptr<T>(), alpha, x.numel(), stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -77,6 +101,14 @@ Job prepare_copy(const Napi::CallbackInfo& info) {
     a.fail_range("'src' " + src.shape_str() + " and 'dst' " + dst.shape_str() + " differ in size");
   }
   a.expect_no_overlap(dst, "dst", src, "src");
+  if (!a.device().is_cpu()) {  // any device backend copies (no kernel needed)
+    Job job{[=] {
+      usable_backend(dst.device()).copy_on_device(dst.data(), src.data(), dst.nbytes(), dst.device().index);
+      return 0.0;
+    }};
+    job.on_device = true;
+    return job;
+  }
   return {[=] {
     std::memcpy(dst.data(), src.data(), dst.nbytes());
     return 0.0;
@@ -94,6 +126,12 @@ Job prepare_bias_add(const Napi::CallbackInfo& info) {
   rows_cols(x, &N, &C);
   a.expect_shape(bias, "bias", {C});
   a.expect_no_overlap(x, "x", bias, "bias");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::bias_add_forward<T>(x.ptr<T>(), bias.ptr<T>(), N, C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -114,6 +152,12 @@ Job prepare_bias_add_backward(const Napi::CallbackInfo& info) {
   rows_cols(dout, &N, &C);
   a.expect_shape(dbias, "dbias", {C});
   a.expect_no_overlap(dbias, "dbias", dout, "dout");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(dout.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::bias_add_backward<T>(dbias.ptr<T>(), dout.ptr<T>(), N, C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(dout.dtype, [&](auto t) {
       using T = decltype(t);
@@ -132,6 +176,12 @@ Job prepare_permute0213(const Napi::CallbackInfo& info) {
   a.expect_rank(x, "x", 4, 4);
   a.expect_shape(out, "out", {x.shape[0], x.shape[2], x.shape[1], x.shape[3]});
   a.expect_no_overlap(out, "out", x, "x");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::permute0213<T>(out.ptr<T>(), x.ptr<T>(), x.shape[0], x.shape[1], x.shape[2], x.shape[3], stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -149,6 +199,12 @@ Job prepare_sinusoidal_positions(const Napi::CallbackInfo& info) {
   a.expect_float(out, "out");
   a.expect_rank(out, "out", 2, 2);
   if (out.shape[1] % 2 != 0) a.fail_range("the channel count of 'out' must be even, got " + out.shape_str());
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::sinusoidal_positions<T>(out.ptr<T>(), out.shape[0], out.shape[1], offset, stream);
+    });
+  });
   return {[=] {
     dispatch_float(out.dtype, [&](auto t) {
       using T = decltype(t);

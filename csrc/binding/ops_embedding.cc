@@ -6,7 +6,12 @@
 
 #include "../kernels/embedding.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/embedding.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -25,7 +30,8 @@ std::string position_str(const std::vector<int64_t>& shape, int64_t flat) {
 
 // "" when every id is in [0, V); else the first bad one and where it is.
 std::string ids_problem(const Tensor& ids, int64_t V) {
-  const int32_t* p = ids.ptr<int32_t>();
+  const HostInts host(ids);
+  const int32_t* p = host.data();
   for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
     if (p[i] < 0 || p[i] >= V) {
       return "ids at " + position_str(ids.shape, i) + " is " + std::to_string(p[i]) + ", out of range [0, " +
@@ -54,6 +60,13 @@ Job prepare_embedding_forward(const Napi::CallbackInfo& info) {
   a.expect_shape(out, "out", rows_shape(ids, C));
   a.expect_no_overlap(out, "out", table, "table");
   a.check_data([&] { return ids_problem(ids, V); });
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    dispatch_float(table.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::embedding_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), table.ptr<T>(), ids.numel(), C, stream);
+    });
+  });
   return {[=] {
     check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(table.dtype, [&](auto t) {
@@ -76,6 +89,13 @@ Job prepare_embedding_backward(const Napi::CallbackInfo& info) {
   a.expect_shape(dout, "dout", rows_shape(ids, C));
   a.expect_no_overlap(dtable, "dtable", dout, "dout");
   a.check_data([&] { return ids_problem(ids, V); });
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    dispatch_float(dtable.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::embedding_backward<T>(dtable.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), ids.numel(), C, stream);
+    });
+  });
   return {[=] {
     check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(dtable.dtype, [&](auto t) {

@@ -8,7 +8,12 @@
 
 #include "../kernels/matmul.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/matmul.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -60,6 +65,13 @@ Job prepare_matmul(const Napi::CallbackInfo& info) {
   a.expect_shape(C, "C", d.c_shape());
   a.expect_no_overlap(C, "C", A, "A");
   a.expect_no_overlap(C, "C", B, "B");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(A.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::matmul_forward<T>(C.ptr<T>(), A.ptr<T>(), B.ptr<T>(), d.batch, d.M, d.N, d.K, ta, tb, d.stride_a, d.stride_b,
+                        d.M * d.N, accumulate, stream);
+    });
+  });
   return {[=] {
     dispatch_float(A.dtype, [&](auto t) {
       using T = decltype(t);
@@ -92,6 +104,13 @@ Job prepare_matmul_backward(const Napi::CallbackInfo& info) {
   check_grad(dA, "dA", A);
   check_grad(dB, "dB", B);
   if (dA && dB) a.expect_no_overlap(*dA, "dA", *dB, "dB");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(A.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::matmul_backward<T>(dA ? dA->ptr<T>() : nullptr, dB ? dB->ptr<T>() : nullptr, dC.ptr<T>(), A.ptr<T>(),
+                         B.ptr<T>(), d.batch, d.M, d.N, d.K, ta, tb, d.stride_a, d.stride_b, d.M * d.N, stream);
+    });
+  });
   return {[=] {
     dispatch_float(A.dtype, [&](auto t) {
       using T = decltype(t);

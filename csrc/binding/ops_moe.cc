@@ -206,11 +206,13 @@ Saved read_saved(const Args& a, const Group& g, const Tensor& x, const MoeConfig
 // forward, so a recorded backward (runAsync) can only check it when it runs, after its forward has run.
 std::string routing_problem(const Saved& s, const MoeConfig& c) {
   const int64_t P = c.N * c.k;
-  const int32_t* off = s.offsets.ptr<int32_t>();
-  const int32_t* expert = s.expert.ptr<int32_t>();
-  const int32_t* slot_row = s.slot_row.ptr<int32_t>();
-  const int32_t* row_slot = s.row_slot.ptr<int32_t>();
-  const int32_t* counts = s.counts.ptr<int32_t>();
+  const HostInts off_h(s.offsets), expert_h(s.expert), slot_row_h(s.slot_row), row_slot_h(s.row_slot),
+      counts_h(s.counts);
+  const int32_t* off = off_h.data();
+  const int32_t* expert = expert_h.data();
+  const int32_t* slot_row = slot_row_h.data();
+  const int32_t* row_slot = row_slot_h.data();
+  const int32_t* counts = counts_h.data();
   if (off[0] != 0) return "offsets[0] != 0";
   for (int64_t e = 0; e < c.E; ++e) {
     if (off[e + 1] < off[e]) return "offsets decrease at expert " + std::to_string(e);

@@ -9,7 +9,12 @@
 #include "../kernels/layernorm.h"
 #include "../kernels/rmsnorm.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/rmsnorm.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -76,6 +81,12 @@ Job prepare_rmsnorm_forward(const Napi::CallbackInfo& info) {
   expect_row_stat(a, rstd, "rstd", x, "x", s.N);
   const double eps = positive_eps(a, 4);
   expect_outputs_disjoint(a, {{&out, "out"}, {&rstd, "rstd"}}, {{&x, "x"}, {&w, "weight"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::rmsnorm_forward<T>(out.ptr<T>(), rstd.ptr<T>(), x.ptr<T>(), w.ptr<T>(), s.N, s.C, eps, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -99,6 +110,12 @@ Job prepare_rmsnorm_backward(const Napi::CallbackInfo& info) {
   expect_row_stat(a, rstd, "rstd", x, "x", s.N);
   expect_outputs_disjoint(a, {{&dx, "dx"}, {&dw, "dweight"}},
                           {{&dout, "dout"}, {&x, "x"}, {&w, "weight"}, {&rstd, "rstd"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::rmsnorm_backward<T>(dx.ptr<T>(), dw.ptr<T>(), dout.ptr<T>(), x.ptr<T>(), w.ptr<T>(), rstd.ptr<T>(), s.N, s.C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);

@@ -8,7 +8,14 @@
 
 #include "../kernels/adamw.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/adamw.h"
+#include "../../cuda/allocator.h"
+#include "../../cuda/check.h"
+#endif
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -52,6 +59,7 @@ OptTensor scalar_tensor_option(const Args& a, const Napi::Object& o, const char*
   if (w == nullptr) a.fail_type(std::string("option '") + key + "' must be a Tensor");
   if (w->disposed()) a.fail(std::string("option '") + key + "' is a disposed tensor");
   const Tensor& t = w->tensor();
+  a.expect_device(t, key);
   if (t.dtype != DType::f64 || t.numel() != 1) {
     a.fail_type(std::string("option '") + key + "' must be a float64 tensor of one element");
   }
@@ -80,6 +88,13 @@ Job prepare_adamw_step(const Napi::CallbackInfo& info) {
     }
   }
   const AdamWParams p = adamw_params(a, o);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(param.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::adamw_step<T>(param.ptr<T>(), m.ptr<T>(), v.ptr<T>(), grad.ptr<T>(), param.numel(), p, stream,
+                         guard ? guard->ptr<double>() : nullptr);
+    });
+  });
   return {[=] {
     if (guard && !std::isfinite(guard->ptr<double>()[0])) return 0.0;
     dispatch_float(param.dtype, [&](auto t) {
@@ -103,6 +118,7 @@ std::vector<Tensor> grad_list(const Args& a, const Napi::Value& v) {
     if (w == nullptr) a.fail_type("argument '" + names[i] + "' must be a Tensor");
     if (w->disposed()) a.fail("argument '" + names[i] + "' is a disposed tensor");
     grads.push_back(w->tensor());
+    a.expect_device(grads[i], names[i].c_str());
     a.expect_float(grads[i], names[i].c_str());
     if (i > 0) a.expect_same_dtype(grads[i], names[i].c_str(), grads[0], "grads[0]");
     for (uint32_t j = 0; j < i; ++j) a.expect_no_overlap(grads[j], names[j].c_str(), grads[i], names[i].c_str());
@@ -129,6 +145,27 @@ Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
       a.expect_no_overlap(*norm_out, "normOut", grads[i], ("grads[" + std::to_string(i) + "]").c_str());
     }
   }
+  // On a GPU the norm stays on the device (in normOut, or a scratch double) and is copied back for the result: the
+  // one wait of this op.
+  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream) {
+    gpu::DeviceBuffer<double> scratch(norm_out ? 0 : 1);
+    double* norm_dev = norm_out ? norm_out->ptr<double>() : scratch.get();
+    dispatch_float(grads[0].dtype, [&](auto t) {
+      using T = decltype(t);
+      std::vector<T*> ptrs;
+      std::vector<int64_t> sizes;
+      for (const Tensor& g : grads) {
+        ptrs.push_back(g.ptr<T>());
+        sizes.push_back(g.numel());
+      }
+      gpu::clip_grad_norm<T>(norm_dev, ptrs.data(), sizes.data(), static_cast<int64_t>(grads.size()), max_norm,
+                             stream);
+    });
+    double norm = 0;
+    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&norm, norm_dev, sizeof(double), cudaMemcpyDeviceToHost, stream));
+    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return norm;
+  });
   return {[=] {
             const double norm = dispatch_float(grads[0].dtype, [&](auto t) {
               using T = decltype(t);

@@ -6,7 +6,12 @@
 
 #include "../kernels/rope.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/rope.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -47,6 +52,12 @@ Job prepare_rope_forward(const Napi::CallbackInfo& info) {
   if (!in_place) a.expect_no_overlap(out, "out", x, "x");
   const double theta = rope_theta(a, 2);
   const int64_t pos_offset = a.integer(3, "posOffset", 0, kMaxSafeInteger - s.T);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::rope_forward<T>(out.ptr<T>(), x.ptr<T>(), s.B, s.T, s.H, s.D, theta, pos_offset, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -67,6 +78,12 @@ Job prepare_rope_backward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(dx, "dx", dout, "dout");
   const double theta = rope_theta(a, 2);
   const int64_t pos_offset = a.integer(3, "posOffset", 0, kMaxSafeInteger - s.T);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(dout.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::rope_backward<T>(dx.ptr<T>(), dout.ptr<T>(), s.B, s.T, s.H, s.D, theta, pos_offset, stream);
+    });
+  });
   return {[=] {
     dispatch_float(dout.dtype, [&](auto t) {
       using T = decltype(t);

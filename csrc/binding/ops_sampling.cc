@@ -36,7 +36,8 @@ void check_history(const Args& a, const Tensor& history, int64_t B) {
 
 // "" when every history entry is in [-1, V); else the first bad one.
 std::string history_problem(const Tensor& history, int64_t V) {
-  const int32_t* h = history.ptr<int32_t>();
+  const HostInts host(history);
+  const int32_t* h = host.data();
   const int64_t H = history.dim(1);
   for (int64_t i = 0; i < history.numel(); ++i) {
     if (h[i] < -1 || h[i] >= V) {

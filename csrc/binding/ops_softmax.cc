@@ -4,7 +4,12 @@
 
 #include "../kernels/softmax.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/softmax.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -27,6 +32,12 @@ Job prepare_softmax_forward(const Napi::CallbackInfo& info) {
   if (!in_place) a.expect_no_overlap(out, "out", x, "x");
   int64_t N, C;
   rows_cols(x, &N, &C);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::softmax_forward<T>(out.ptr<T>(), x.ptr<T>(), N, C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -50,6 +61,12 @@ Job prepare_softmax_backward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(dx, "dx", out, "out");
   int64_t N, C;
   rows_cols(out, &N, &C);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::softmax_backward<T>(dx.ptr<T>(), dout.ptr<T>(), out.ptr<T>(), N, C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(out.dtype, [&](auto t) {
       using T = decltype(t);

@@ -97,7 +97,8 @@ std::vector<int64_t> replace_last(const Tensor& x, std::initializer_list<int64_t
 
 // "" when every id is in [0, V); else the first bad one.
 std::string ids_problem(const Tensor& ids, int64_t V) {
-  const int32_t* p = ids.ptr<int32_t>();
+  const HostInts host(ids);
+  const int32_t* p = host.data();
   for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
     if (p[i] < 0 || p[i] >= V) {
       return "ids[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [0, " + std::to_string(V) +

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "../core/device.h"
 #include "../core/error.h"
 #include "addon_data.h"
 #include "args.h"
@@ -34,6 +35,16 @@ std::vector<int64_t> parse_shape(const Napi::Env& env, Napi::Value v, const char
   return shape;
 }
 
+// A device name from JS: "cpu", "cuda", "cuda:N".
+DeviceRef parse_device_arg(const Napi::Env& env, Napi::Value v, const char* what) {
+  DeviceRef d;
+  if (!v.IsString() || !parse_device(v.As<Napi::String>().Utf8Value(), &d)) {
+    const std::string got = v.IsString() ? "'" + v.As<Napi::String>().Utf8Value().substr(0, 40) + "'" : "not a string";
+    throw Napi::TypeError::New(env, std::string(what) + ": device must be 'cpu', 'cuda' or 'cuda:N', got " + got);
+  }
+  return d;
+}
+
 }  // namespace
 
 Napi::Function TensorWrap::Init(Napi::Env env) {
@@ -42,6 +53,8 @@ Napi::Function TensorWrap::Init(Napi::Env env) {
                          InstanceAccessor<&TensorWrap::JS_shape>("shape"),
                          InstanceAccessor<&TensorWrap::JS_dtype>("dtype"),
                          InstanceAccessor<&TensorWrap::JS_numel>("numel"),
+                         InstanceAccessor<&TensorWrap::JS_device>("device"),
+                         InstanceMethod<&TensorWrap::JS_to>("to"),
                          InstanceAccessor<&TensorWrap::JS_disposed>("disposed"),
                          InstanceMethod<&TensorWrap::JS_toArray>("toArray"),
                          InstanceMethod<&TensorWrap::JS_copyFrom>("copyFrom"),
@@ -52,7 +65,7 @@ Napi::Function TensorWrap::Init(Napi::Env env) {
                      });
 }
 
-// new Tensor(dtype, shape): zero-filled storage.
+// new Tensor(dtype, shape, device = 'cpu'): zero-filled storage.
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info), env_(info.Env()) {
   Napi::Env env = info.Env();
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
@@ -70,14 +83,27 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
     throw Napi::TypeError::New(env, "new Tensor: unknown dtype '" + name + "' (expected float32, float64 or int32)");
   }
   std::vector<int64_t> shape = parse_shape(env, info[1], "new Tensor");
+  DeviceRef device;
+  if (info.Length() > 2 && !info[2].IsUndefined()) device = parse_device_arg(env, info[2], "new Tensor");
+  Tensor t;
   try {
-    tensor_ = make_tensor(shape, dtype);
+    t = make_tensor(shape, dtype, device);
   } catch (const Error& e) {
+    if (!device.is_cpu()) throw Napi::Error::New(env, std::string("new Tensor: ") + e.what());
     throw Napi::RangeError::New(env, std::string("new Tensor: ") + e.what());
+  } catch (const std::exception& e) {  // a device backend's error (no driver, out of device memory)
+    throw Napi::Error::New(env, std::string("new Tensor: ") + e.what());
   }
+  adopt_new(std::move(t), env);
+}
+
+void TensorWrap::adopt_new(Tensor t, const Napi::Env& env) {
+  tensor_ = std::move(t);
   owner_ = true;
+  // Device memory is reported too, so that tensors the program dropped without dispose() are collected (and their
+  // GPU memory returned) under pressure, as host ones are.
   reported_bytes_ = static_cast<int64_t>(tensor_->nbytes());
-  Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+  if (reported_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
 }
 
 StorageCollector::StorageCollector() : previous_(current_collector) { current_collector = this; }
@@ -148,6 +174,47 @@ Napi::Value TensorWrap::JS_numel(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env(), "numel").numel()));
 }
 
+Napi::Value TensorWrap::JS_device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), live(info.Env(), "device").device().str());
+}
+
+// to(device): a new tensor on `device` holding a copy (also when it is this tensor's device), so that each tensor
+// has one owner to dispose.
+Napi::Value TensorWrap::JS_to(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor& t = live(env, "to");
+  const DeviceRef dst_device = parse_device_arg(env, info.Length() ? info[0] : env.Undefined(), "Tensor.to");
+  if (active_recording(env) != nullptr) {
+    throw Napi::Error::New(env, "Tensor.to: not available while ops are being recorded (inside ops.runAsync); move "
+                                "tensors before or after the run");
+  }
+  Tensor out;
+  try {
+    out = make_tensor(t.shape, t.dtype, dst_device);
+    const size_t n = t.nbytes();
+    const DeviceRef& src_device = t.device();
+    if (src_device.is_cpu() && dst_device.is_cpu()) {
+      if (n) std::memcpy(out.data(), t.data(), n);
+    } else if (src_device.is_cpu()) {
+      usable_backend(dst_device).copy_from_host(out.data(), t.data(), n, dst_device.index);
+    } else if (dst_device.is_cpu()) {
+      usable_backend(src_device).copy_to_host(out.data(), t.data(), n, src_device.index);
+    } else if (src_device == dst_device) {
+      usable_backend(src_device).copy_on_device(out.data(), t.data(), n, src_device.index);
+    } else {  // between two GPUs: through the host (peer copies are not worth their set-up here)
+      std::vector<char> staging(n);
+      usable_backend(src_device).copy_to_host(staging.data(), t.data(), n, src_device.index);
+      usable_backend(dst_device).copy_from_host(out.data(), staging.data(), n, dst_device.index);
+    }
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, "Tensor.to('" + dst_device.str() + "'): " + e.what());
+  }
+  Napi::Object obj = NewFrom(env, out);
+  TensorWrap* w = Unwrap(obj);
+  w->adopt_new(std::move(out), env);
+  return obj;
+}
+
 Napi::Value TensorWrap::JS_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed()); }
 
 
@@ -162,7 +229,17 @@ Napi::Value TensorWrap::JS_toArray(const Napi::CallbackInfo& info) {
   size_t n = static_cast<size_t>(t.numel());
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, t.nbytes());
   // An empty ArrayBuffer's Data() is null, and memcpy from or to null is undefined even for 0 bytes (UBSan).
-  if (t.nbytes() > 0) std::memcpy(buf.Data(), t.data(), t.nbytes());
+  if (t.nbytes() > 0) {
+    if (t.device().is_cpu()) {
+      std::memcpy(buf.Data(), t.data(), t.nbytes());
+    } else {
+      try {  // waits for the kernels queued before it
+        usable_backend(t.device()).copy_to_host(buf.Data(), t.data(), t.nbytes(), t.device().index);
+      } catch (const std::exception& e) {
+        throw Napi::Error::New(env, std::string("Tensor.toArray: ") + e.what());
+      }
+    }
+  }
   switch (t.dtype) {
     case DType::f32: return Napi::Float32Array::New(env, n, buf, 0);
     case DType::f64: return Napi::Float64Array::New(env, n, buf, 0);
@@ -197,14 +274,25 @@ Napi::Value TensorWrap::JS_copyFrom(const Napi::CallbackInfo& info) {
   // Nothing to copy; and an empty typed array's Data() may be null, which memcpy must not get (UBSan).
   if (t.nbytes() == 0) return info.This();
   const char* src = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+  auto copy_in = [](const Tensor& dst, const void* from) {
+    if (dst.device().is_cpu()) {
+      std::memcpy(dst.data(), from, dst.nbytes());
+    } else {
+      usable_backend(dst.device()).copy_from_host(dst.data(), from, dst.nbytes(), dst.device().index);
+    }
+  };
   if (Recording* rec = active_recording(env)) {  // the copy happens in order with the recorded ops
     auto bytes = std::make_shared<std::vector<char>>(src, src + t.nbytes());
     Tensor dst = t;
-    rec->add("Tensor.copyFrom", [dst, bytes] { std::memcpy(dst.data(), bytes->data(), bytes->size()); return 0.0; },
-             false, {t.storage});
+    rec->add("Tensor.copyFrom", [dst, bytes, copy_in] { copy_in(dst, bytes->data()); return 0.0; }, false,
+             {t.storage});
     return info.This();
   }
-  std::memcpy(t.data(), src, t.nbytes());
+  try {
+    copy_in(t, src);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("Tensor.copyFrom: ") + e.what());
+  }
   return info.This();
 }
 
@@ -219,6 +307,10 @@ Napi::Value TensorWrap::JS_fill(const Napi::CallbackInfo& info) {
   }
   auto fill = [t = t, v] {
     int64_t n = t.numel();
+    if (!t.device().is_cpu()) {
+      usable_backend(t.device()).fill(t.data(), t.dtype, static_cast<size_t>(n), v, t.device().index);
+      return;
+    }
     switch (t.dtype) {
       case DType::f32: std::fill(t.ptr<float>(), t.ptr<float>() + n, static_cast<float>(v)); break;
       case DType::f64: std::fill(t.ptr<double>(), t.ptr<double>() + n, v); break;
@@ -228,7 +320,11 @@ Napi::Value TensorWrap::JS_fill(const Napi::CallbackInfo& info) {
   if (Recording* rec = active_recording(env)) {
     rec->add("Tensor.fill", [fill] { fill(); return 0.0; }, false, {t.storage});
   } else {
-    fill();
+    try {
+      fill();
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("Tensor.fill: ") + e.what());
+    }
   }
   return info.This();
 }

@@ -31,6 +31,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value JS_shape(const Napi::CallbackInfo& info);
   Napi::Value JS_dtype(const Napi::CallbackInfo& info);
   Napi::Value JS_numel(const Napi::CallbackInfo& info);
+  Napi::Value JS_device(const Napi::CallbackInfo& info);
+  Napi::Value JS_to(const Napi::CallbackInfo& info);
   Napi::Value JS_disposed(const Napi::CallbackInfo& info);
   Napi::Value JS_toArray(const Napi::CallbackInfo& info);
   Napi::Value JS_copyFrom(const Napi::CallbackInfo& info);
@@ -41,6 +43,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 
   const Tensor& live(const Napi::Env& env, const char* method) const;
   void release();
+  void adopt_new(Tensor t, const Napi::Env& env);  // a fresh tensor this object owns
 
   std::optional<Tensor> tensor_;
   bool owner_ = false;  // created the storage (not a view): dispose() releases it

@@ -45,16 +45,31 @@ AllocStats alloc_stats() {
                     g_total_allocations.load()};
 }
 
-std::shared_ptr<Storage> Storage::create(size_t bytes) {
+std::shared_ptr<Storage> Storage::create(size_t bytes, const DeviceRef& device) {
+  if (!device.is_cpu()) {
+    DeviceBackend& backend = usable_backend(device);
+    void* p = backend.allocate(bytes, device.index);
+    try {
+      return std::shared_ptr<Storage>(new Storage(p, bytes, device));
+    } catch (...) {
+      backend.free(p, bytes, device.index);
+      throw;
+    }
+  }
   void* p = aligned_alloc_bytes(bytes);
   std::memset(p, 0, bytes);
-  return std::shared_ptr<Storage>(new Storage(p, bytes, Device::cpu));
+  return std::shared_ptr<Storage>(new Storage(p, bytes, device));
 }
 
-Storage::~Storage() { aligned_free_bytes(data_, bytes_); }
+Storage::~Storage() { free_now(); }
 
 void Storage::free_now() {
-  aligned_free_bytes(data_, bytes_);
+  if (data_ == nullptr) return;  // freed already (release()), or an empty device allocation
+  if (device_.is_cpu()) {
+    aligned_free_bytes(data_, bytes_);
+  } else if (DeviceBackend* backend = device_backend(device_.type)) {
+    backend->free(data_, bytes_, device_.index);
+  }
   data_ = nullptr;
 }
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <mutex>
 
-namespace wavemoe {
+#include "device.h"
 
-enum class Device : int { cpu = 0, cuda = 1 };
+namespace wavemoe {
 
 constexpr size_t kAlignment = 64;  // one cache line; also the widest vector (AVX-512)
 
@@ -30,15 +30,16 @@ AllocStats alloc_stats();
 // requested meanwhile happens when the op unpins it. The last shared_ptr frees it too (garbage collection).
 class Storage {
  public:
-  // Zero-initialised storage of `bytes` bytes on the CPU.
-  static std::shared_ptr<Storage> create(size_t bytes);
+  // Zero-initialised storage of `bytes` bytes on the CPU, or on a device through its backend (device memory is not
+  // counted by alloc_stats; the device backend keeps its own statistics).
+  static std::shared_ptr<Storage> create(size_t bytes, const DeviceRef& device = DeviceRef{});
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
-  Device device() const { return device_; }
+  const DeviceRef& device() const { return device_; }
 
   // True once release() was asked for: the storage must not be used any more (its memory may be gone).
   bool released() const { return release_requested_.load(); }
@@ -48,11 +49,11 @@ class Storage {
   void unpin();
 
  private:
-  Storage(void* data, size_t bytes, Device device) : data_(data), bytes_(bytes), device_(device) {}
+  Storage(void* data, size_t bytes, DeviceRef device) : data_(data), bytes_(bytes), device_(device) {}
   void free_now();  // mu_ held
   void* data_;
   size_t bytes_;
-  Device device_;
+  DeviceRef device_;
   std::mutex mu_;
   int pins_ = 0;
   std::atomic<bool> release_requested_{false};

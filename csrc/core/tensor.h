@@ -22,6 +22,7 @@ struct Tensor {
     for (int64_t d : shape) n *= d;
     return n;
   }
+  const DeviceRef& device() const { return storage->device(); }
   int64_t dim(int i) const { return shape[i < 0 ? shape.size() + i : i]; }
   int rank() const { return static_cast<int>(shape.size()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
@@ -52,7 +53,8 @@ struct Tensor {
   }
 };
 
-// Fresh zeroed tensor. Throws wavemoe::Error for a negative dimension or a size that overflows.
-Tensor make_tensor(const std::vector<int64_t>& shape, DType dtype);
+// Fresh zeroed tensor. Throws wavemoe::Error for a negative dimension, a size that overflows, or a device that
+// cannot be used.
+Tensor make_tensor(const std::vector<int64_t>& shape, DType dtype, const DeviceRef& device = DeviceRef{});
 
 }  // namespace wavemoe

@@ -65,5 +65,5 @@ function load(): NativeBinding {
 }
 
 export const binding: NativeBinding = load();
-export type { DType, NativeTensor, AnyTypedArray, TypedArrayOf } from './types/tensor';
-export type { Isa, AllocStats } from './types/core';
+export type { DType, Device, NativeTensor, AnyTypedArray, TypedArrayOf } from './types/tensor';
+export type { Isa, AllocStats, CudaInfo, CudaMemoryStats } from './types/core';

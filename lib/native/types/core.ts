@@ -26,9 +26,32 @@ export interface CudaInfo {
   matmul?: string;
 }
 
+/** The caching allocator's counters for one GPU (ops.cudaMemoryStats). */
+export interface CudaMemoryStats {
+  /** Bytes handed out to tensors and scratch and not yet freed (rounded to the allocator's size classes). */
+  bytesInUse: number;
+  /** The most bytesInUse has been since the start or resetPeak. */
+  peakBytesInUse: number;
+  /** Freed bytes kept for reuse (cudaReleaseCached gives them back to the driver). */
+  bytesCached: number;
+  /** cudaMalloc calls so far: flat after the first training step. */
+  deviceMallocs: number;
+  allocations: number;
+  cacheHits: number;
+}
+
 export interface CoreOps {
+  /** True in the CUDA-enabled build (npm run build:cuda). */
   readonly cuda: boolean;
+  /** CPU-only build with WAVEMOE_FAKE_CUDA=1 at load: 'cuda' tensors live in host memory and no op has kernels for them (tests of the device plumbing). */
+  readonly fakeCuda?: boolean;
   cudaInfo(): CudaInfo;
+  /** The caching allocator's counters for a GPU ('cuda:N'); throws in a CPU-only build or without a GPU. */
+  cudaMemoryStats(device?: string, options?: { resetPeak?: boolean }): CudaMemoryStats;
+  /** Gives the allocator's cached (free) blocks back to the driver. */
+  cudaReleaseCached(): void;
+  /** Waits until the GPU has done all work queued so far (for timing; reads of data wait by themselves). */
+  cudaSynchronize(device?: string): void;
   numThreads(): number;
   /** Size of the shared thread pool (1..1024). Results are deterministic for a fixed count. */
   setNumThreads(threads: number): void;

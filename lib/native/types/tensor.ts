@@ -6,6 +6,8 @@ export type TypedArrayOf<D extends DType> = D extends 'float32'
     ? Float64Array
     : Int32Array;
 export type AnyTypedArray = Float32Array | Float64Array | Int32Array;
+/** Where a tensor lives: the CPU, or a CUDA GPU ('cuda' is 'cuda:0'); GPUs need the CUDA-enabled build. */
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
 export interface NativeTensor {
   /** A copy of the shape. */
@@ -13,7 +15,14 @@ export interface NativeTensor {
   readonly dtype: DType;
   readonly numel: number;
   readonly disposed: boolean;
-  /** Copies the elements out into a new typed array owned by JavaScript. */
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: 'cpu' | `cuda:${number}`;
+  /**
+   * A new tensor on `device` holding a copy of this one (a copy also when the device is the same, so that every
+   * tensor has one owner to dispose). Needs the CUDA-enabled build and a GPU for 'cuda'; otherwise it throws, saying why.
+   */
+  to(device: Device): this;
+  /** Copies the elements out into a new typed array owned by JavaScript (from a GPU: waits for its queued work). */
   toArray(): AnyTypedArray;
   /** Copies a typed array of the matching type and length in. */
   copyFrom(data: AnyTypedArray): this;
@@ -27,5 +36,5 @@ export interface NativeTensor {
 }
 
 export interface NativeTensorClass {
-  new (dtype: DType, shape: number[]): NativeTensor;
+  new (dtype: DType, shape: number[], device?: Device): NativeTensor;
 }

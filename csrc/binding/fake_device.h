@@ -1,0 +1,9 @@
+// See fake_device.cc: a host-memory stand-in for a CUDA device, for tests of the device plumbing without a GPU.
+#pragma once
+
+namespace wavemoe {
+
+// Registers the fake backend when WAVEMOE_FAKE_CUDA=1 and no CUDA backend is registered; true if it did.
+bool install_fake_cuda_if_asked();
+
+}  // namespace wavemoe

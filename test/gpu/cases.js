@@ -1,0 +1,252 @@
+/**
+ * The GPU comparison cases, shared by the jest suite (test/gpu/ops.test.ts) and the plain-Node runner
+ * (test/gpu/run.js, for machines with a GPU and Node but no node_modules). Each case describes an op once; the
+ * harness runs it with every tensor on the CPU and again with every tensor on the GPU, from the same random inputs,
+ * in ONE addon (the CUDA-enabled build does both), and compares every output it returns.
+ *
+ * Sizes are awkward on purpose (1, primes, non-multiples of 32 and of the vector width). Tolerances are stated per
+ * case: float32 kernels may sum in another order than the CPU (|err| <= atol + rtol·|cpu|), float64 ones are held
+ * tight, and kernels that are bit-identical by design (gathers, copies, AdamW's op-by-op rounding) are compared exactly.
+ */
+'use strict';
+
+// A seeded generator (mulberry32): the same inputs for the CPU and the GPU run of a case.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const ARRAY = { float32: Float32Array, float64: Float64Array, int32: Int32Array };
+
+// Tensor makers bound to one addon and device. `rand` draws from the case's generator, so both runs see the same data.
+function maker(addon, device, seed) {
+  const next = rng(seed);
+  const t = (dtype, shape, fill) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new ARRAY[dtype](n);
+    for (let i = 0; i < n; ++i) data[i] = fill(i);
+    const x = new addon.Tensor(dtype, shape, device);
+    x.copyFrom(data);
+    return x;
+  };
+  return {
+    rand: (shape, dtype = 'float32', lo = -1, hi = 1) => t(dtype, shape, () => lo + (hi - lo) * next()),
+    ints: (shape, hiExclusive) => t('int32', shape, () => Math.floor(next() * hiExclusive)),
+    zeros: (shape, dtype = 'float32') => new addon.Tensor(dtype, shape, device),
+    values: (shape, dtype, fn) => t(dtype, shape, fn),
+  };
+}
+
+const f32 = { atol: 1e-5, rtol: 1e-4 };
+const f64 = { atol: 1e-12, rtol: 1e-11 };
+const exact = { atol: 0, rtol: 0 };
+
+const cases = [];
+
+// ---- matmul: forward and backward, transposes, batch broadcast, accumulation
+for (const [batch, M, N, K] of [[1, 1, 1, 1], [1, 7, 13, 5], [3, 33, 65, 129], [2, 130, 67, 257]]) {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      for (const dtype of ['float32', 'float64']) {
+        cases.push({
+          name: `matmul ${dtype} b=${batch} M=${M} N=${N} K=${K} tA=${transA} tB=${transB}`,
+          // Σ over K of products in [-1, 1]: the float32 error grows with √K; scale atol with K.
+          tol: dtype === 'float32' ? { atol: 2e-6 * K, rtol: 1e-4 } : f64,
+          run: (addon, m) => {
+            const A = m.rand(transA ? [batch, K, M] : [batch, M, K], dtype);
+            const B = m.rand(transB ? [N, K] : [K, N], dtype); // shared across the batch (stride 0)
+            const C = m.rand([batch, M, N], dtype);
+            addon.matmul(C, A, B, { transA, transB, accumulate: true });
+            const dC = m.rand([batch, M, N], dtype);
+            const dA = m.rand(A.shape, dtype), dB = m.rand(B.shape, dtype);
+            addon.matmulBackward(dA, dB, dC, A, B, { transA, transB });
+            return { C, dA, dB };
+          },
+        });
+      }
+    }
+  }
+}
+
+// ---- norms, softmax, RoPE, activations
+for (const [N, C] of [[1, 1], [3, 7], [17, 130], [5, 1031]]) {
+  for (const dtype of ['float32', 'float64']) {
+    const tol = dtype === 'float32' ? f32 : f64;
+    cases.push({
+      name: `rmsnorm ${dtype} N=${N} C=${C}`,
+      tol,
+      run: (addon, m) => {
+        const x = m.rand([N, C], dtype), w = m.rand([C], dtype, 0.5, 1.5);
+        const out = m.zeros([N, C], dtype), rstd = m.zeros([N], dtype);
+        addon.rmsnormForward(out, rstd, x, w, 1e-5);
+        const dout = m.rand([N, C], dtype), dx = m.rand([N, C], dtype), dw = m.rand([C], dtype);
+        addon.rmsnormBackward(dx, dw, dout, x, w, rstd);
+        return { out, rstd, dx, dw };
+      },
+    });
+    cases.push({
+      name: `softmax ${dtype} N=${N} C=${C}`,
+      tol,
+      run: (addon, m) => {
+        const x = m.rand([N, C], dtype, -8, 8), out = m.zeros([N, C], dtype);
+        addon.softmaxForward(out, x);
+        const dout = m.rand([N, C], dtype), dx = m.zeros([N, C], dtype);
+        addon.softmaxBackward(dx, dout, out);
+        return { out, dx };
+      },
+    });
+  }
+}
+for (const [B, T, H, D] of [[1, 1, 1, 2], [2, 7, 3, 10], [1, 33, 2, 64]]) {
+  cases.push({
+    name: `rope float32 B=${B} T=${T} H=${H} D=${D} offset=5`,
+    tol: f32,
+    run: (addon, m) => {
+      const x = m.rand([B, T, H, D]), out = m.zeros([B, T, H, D]);
+      addon.ropeForward(out, x, 10000, 5);
+      const dout = m.rand([B, T, H, D]), dx = m.zeros([B, T, H, D]);
+      addon.ropeBackward(dx, dout, 10000, 5);
+      return { out, dx };
+    },
+  });
+}
+for (const kind of ['relu', 'gelu_tanh', 'gelu_erf', 'silu']) {
+  cases.push({
+    name: `activation ${kind} float32 n=1031`,
+    tol: f32,
+    run: (addon, m) => {
+      const x = m.rand([1031], 'float32', -4, 4), out = m.zeros([1031]);
+      addon.activationForward(out, x, kind);
+      const dout = m.rand([1031]), dx = m.rand([1031]);
+      addon.activationBackward(dx, dout, x, kind);
+      return { out, dx };
+    },
+  });
+}
+cases.push({
+  name: 'swiglu float32 n=997',
+  tol: f32,
+  run: (addon, m) => {
+    const a = m.rand([997], 'float32', -4, 4), b = m.rand([997]), out = m.zeros([997]);
+    addon.swigluForward(out, a, b);
+    const dout = m.rand([997]), da = m.rand([997]), db = m.rand([997]);
+    addon.swigluBackward(da, db, dout, a, b);
+    return { out, da, db };
+  },
+});
+
+// ---- embedding (gather exact; the scatter-add is deterministic and in the CPU's order: exact too)
+for (const [V, C, N] of [[1, 1, 1], [5, 3, 17], [50254, 16, 129]]) {
+  cases.push({
+    name: `embedding float32 V=${V} C=${C} N=${N}`,
+    tol: exact,
+    run: (addon, m) => {
+      const table = m.rand([V, C]), ids = m.ints([N], Math.min(V, 7)); // repeated ids exercise the scatter order
+      const out = m.zeros([N, C]);
+      addon.embeddingForward(out, ids, table);
+      const dout = m.rand([N, C]), dtable = m.rand([V, C]);
+      addon.embeddingBackward(dtable, dout, ids);
+      return { out, dtable };
+    },
+  });
+}
+
+// ---- fused cross-entropy over the real vocabulary
+for (const [N, V] of [[1, 2], [7, 50254], [33, 1031]]) {
+  cases.push({
+    name: `cross-entropy float32 N=${N} V=${V} (ignore index in use)`,
+    tol: { atol: 1e-6, rtol: 1e-4 },
+    run: (addon, m) => {
+      const logits = m.rand([N, V], 'float32', -6, 6);
+      const targets = m.values([N], 'int32', (i) => (i % 5 === 3 ? -100 : (i * 7919) % V));
+      const dlogits = m.zeros([N, V]), losses = m.zeros([N]);
+      const loss = addon.crossEntropyForwardBackward(dlogits, losses, logits, targets, { gradScale: 0.5 });
+      return { loss: Float64Array.of(loss), dlogits, losses };
+    },
+  });
+}
+
+// ---- optimizer
+for (const dtype of ['float32', 'float64']) {
+  cases.push({
+    name: `adamw ${dtype} n=1031, then a skipped step (non-finite guard)`,
+    tol: exact,
+    run: (addon, m) => {
+      const p = m.rand([1031], dtype), g = m.rand([1031], dtype), mm = m.rand([1031], dtype, 0, 0.1);
+      const v = m.rand([1031], dtype, 0, 0.1);
+      const opts = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
+      addon.adamwStep(p, g, mm, v, opts);
+      const guard = m.values([1], 'float64', () => NaN);
+      addon.adamwStep(p, g, mm, v, { ...opts, step: 4, skipIfNonFinite: guard });
+      return { p, m: mm, v };
+    },
+  });
+}
+cases.push({
+  name: 'clipGradNorm float32 over three tensors (one empty)',
+  tol: { atol: 1e-7, rtol: 1e-6 },
+  run: (addon, m) => {
+    const a = m.rand([1031], 'float32', -3, 3), b = m.rand([0]), c = m.rand([8193]);
+    const normOut = m.zeros([1], 'float64');
+    const norm = addon.clipGradNorm([a, b, c], 1.0, normOut);
+    return { norm: Float64Array.of(norm), normOut, a, c };
+  },
+});
+
+// ---- elementwise glue
+cases.push({
+  name: 'add, axpy, scale, copy, biasAdd(+backward), permute0213, sinusoidal float32',
+  tol: f32,
+  run: (addon, m) => {
+    const x = m.rand([3, 5, 7, 11]), y = m.rand([3, 5, 7, 11]), sum = m.zeros([3, 5, 7, 11]);
+    addon.add(sum, x, y);
+    addon.axpy(y, x, -0.375);
+    addon.scale(x, 1.25);
+    const copied = m.zeros([3, 5, 7, 11]);
+    addon.copy(copied, y);
+    const rows = m.rand([129, 31]), bias = m.rand([31]);
+    addon.biasAdd(rows, bias);
+    const dbias = m.rand([31]);
+    addon.biasAddBackward(dbias, rows);
+    const perm = m.zeros([3, 7, 5, 11]);
+    addon.permute0213(perm, x);
+    const pos = m.zeros([37, 18]);
+    addon.sinusoidalPositions(pos, 3);
+    return { sum, y, x, copied, rows, dbias, perm, pos };
+  },
+});
+
+// Worst |got - want| / (atol + rtol·|want|) over one output; Infinity for a NaN mismatch or a length mismatch.
+function compare(got, want, tol) {
+  if (got.length !== want.length) return { ratio: Infinity, index: -1, got: got.length, want: want.length };
+  let worst = { ratio: 0, index: -1, got: 0, want: 0 };
+  for (let i = 0; i < got.length; ++i) {
+    const g = got[i], w = want[i];
+    let ratio;
+    if (Number.isNaN(g) || Number.isNaN(w)) ratio = Number.isNaN(g) && Number.isNaN(w) ? 0 : Infinity;
+    else if (g === w) ratio = 0;
+    else {
+      const bound = tol.atol + tol.rtol * Math.abs(w);
+      ratio = bound === 0 ? Infinity : Math.abs(g - w) / bound;
+    }
+    if (ratio > worst.ratio) worst = { ratio, index: i, got: g, want: w };
+  }
+  return worst;
+}
+
+// Runs one case on the CPU and on `device`; returns [{output, ratio, index, got, want}] (ratio <= 1 passes).
+function runCase(addon, c, device, seed = 1234) {
+  const read = (outs) =>
+    Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, ArrayBuffer.isView(v) ? v : v.toArray()]));
+  const want = read(c.run(addon, maker(addon, 'cpu', seed)));
+  const got = read(c.run(addon, maker(addon, device, seed)));
+  return Object.keys(want).map((k) => ({ output: k, ...compare(got[k], want[k], c.tol) }));
+}
+
+module.exports = { cases, runCase, compare };
