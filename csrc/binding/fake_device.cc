@@ -1,7 +1,10 @@
-// A stand-in "cuda" device held in host memory, for testing the device plumbing (Tensor.device and .to(), the
-// same-device rule, ops refusing tensors they have no kernel for) on machines without a GPU, where the real backend
-// cannot run. Installed only by the CPU-only addon, and only when WAVEMOE_FAKE_CUDA=1 is set at load; it has two
-// devices (cuda:0, cuda:1) and no kernels, so every op on its tensors is refused as an op without a GPU kernel is.
+// A stand-in "cuda" device held in host memory, for testing the device plumbing on machines without a GPU, where the
+// real backend cannot run. Installed only by the CPU-only addon, and only when WAVEMOE_FAKE_CUDA is set at load. It
+// has two devices (cuda:0, cuda:1).
+//   WAVEMOE_FAKE_CUDA=1            no kernels: every op on its tensors is refused as an op without a GPU kernel is
+//                                  (tests Tensor.device/.to(), the same-device rule, the refusal)
+//   WAVEMOE_FAKE_CUDA=cpu-kernels  the CPU kernels run on its (host) memory: a model, trainer or generation moved to
+//                                  "cuda" runs end to end, so a tensor left on the CPU shows as a mixed-device error
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -16,6 +19,8 @@ namespace {
 
 class FakeCudaBackend final : public DeviceBackend {
  public:
+  explicit FakeCudaBackend(bool cpu_kernels) : cpu_kernels_(cpu_kernels) {}
+  bool runs_cpu_kernels() const override { return cpu_kernels_; }
   std::string name() const override { return "fake CUDA (host memory; WAVEMOE_FAKE_CUDA=1, for tests)"; }
   void check_usable(int index) override {
     if (index < 0 || index > 1) {
@@ -44,6 +49,7 @@ class FakeCudaBackend final : public DeviceBackend {
   void synchronize(int) override {}
 
  private:
+  bool cpu_kernels_;
   static void copy(void* dst, const void* src, size_t bytes) {
     if (bytes) std::memcpy(dst, src, bytes);
   }
@@ -53,9 +59,11 @@ class FakeCudaBackend final : public DeviceBackend {
 
 bool install_fake_cuda_if_asked() {
   const char* v = std::getenv("WAVEMOE_FAKE_CUDA");
-  if (v == nullptr || std::string(v) != "1" || device_backend(Device::cuda) != nullptr) return false;
-  static FakeCudaBackend backend;
-  register_device_backend(Device::cuda, &backend);
+  if (v == nullptr || device_backend(Device::cuda) != nullptr) return false;
+  const std::string mode(v);
+  if (mode != "1" && mode != "cpu-kernels") return false;
+  static FakeCudaBackend no_kernels(false), cpu_kernels(true);
+  register_device_backend(Device::cuda, mode == "1" ? &no_kernels : &cpu_kernels);
   return true;
 }
 

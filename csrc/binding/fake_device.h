@@ -3,7 +3,8 @@
 
 namespace wavemoe {
 
-// Registers the fake backend when WAVEMOE_FAKE_CUDA=1 and no CUDA backend is registered; true if it did.
+// Registers the fake backend when WAVEMOE_FAKE_CUDA is 1 or cpu-kernels and no CUDA backend is registered; true if
+// it did.
 bool install_fake_cuda_if_asked();
 
 }  // namespace wavemoe

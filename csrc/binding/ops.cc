@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "../core/device.h"
 #include "recording.h"
 #include "tensor_wrap.h"
 
@@ -59,7 +60,8 @@ class OpWorker : public Napi::AsyncWorker {
 void expect_job_device(const std::string& op, const Job& job, const std::vector<std::shared_ptr<Storage>>& used) {
   if (job.on_device) return;
   for (const auto& s : used) {
-    if (!s->device().is_cpu()) {
+    const DeviceBackend* backend = device_backend(s->device().type);
+    if (!s->device().is_cpu() && !(backend != nullptr && backend->runs_cpu_kernels())) {
       throw std::runtime_error("has no kernel for " + s->device().str() +
                                " yet: its tensors must be on the CPU (move them with .to('cpu'))");
     }

@@ -45,6 +45,9 @@ class DeviceBackend {
   virtual void fill(void* p, DType dtype, size_t n, double value, int index) = 0;
   // Waits for all queued work on the device (the tests, toArray and the timing code use it).
   virtual void synchronize(int index) = 0;
+  // True only for a test backend whose memory is host memory and which lets the CPU kernels run on it (the fake
+  // device in its cpu-kernels mode): models and trainers can then be run "on a GPU" end to end without one.
+  virtual bool runs_cpu_kernels() const { return false; }
 };
 
 // The backend for `type`, or nullptr when none is registered (always nullptr for the CPU).

@@ -7,6 +7,7 @@
  */
 import { ops } from '../ops';
 import { Tensor } from '../tensor';
+import { moveTensor } from '../nn/module';
 import type { DecodeState, Transformer } from '../models/transformer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 
@@ -109,12 +110,13 @@ export async function* generateIds(
   const historyLen = T + maxNew;
   const history = new Int32Array(batch * historyLen).fill(-1);
   for (let b = 0; b < batch; b++) history.set(prompt.subarray(b * T, (b + 1) * T), b * historyLen);
-  const historyT = Tensor.zeros([batch, historyLen], 'int32');
+  const device = model.device; // every tensor of a step lives with the model
+  const historyT = Tensor.zeros([batch, historyLen], 'int32', device);
   // Step s samples into ids[s % 2] and feeds ids[(s + 1) % 2]: step s + 1 can be queued while step s runs, and
   // JavaScript reads step s's ids while step s + 1 (which only reads them) runs.
-  const ids = [Tensor.zeros([batch, 1], 'int32'), Tensor.zeros([batch, 1], 'int32')] as const;
-  const input = Tensor.from(prompt, [batch, T]);
-  if (opts.encoderIds) enc = Tensor.from(opts.encoderIds, [batch, opts.encoderIds.length / batch]);
+  const ids = [Tensor.zeros([batch, 1], 'int32', device), Tensor.zeros([batch, 1], 'int32', device)] as const;
+  const input = Tensor.zeros([batch, T], 'int32', device).copyFrom(prompt);
+  if (opts.encoderIds) enc = moveTensor(Tensor.from(opts.encoderIds, [batch, opts.encoderIds.length / batch]), device);
   // With a repetition penalty, step s + 1 needs the token of step s in its history: no pipelining then.
   const pipelined = o.repetitionPenalty === 1 && opts.pipeline !== false;
   let state: DecodeState | null = null;

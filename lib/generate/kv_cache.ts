@@ -6,6 +6,7 @@
 import { ops } from '../ops';
 import { Tensor, type FloatDType } from '../tensor';
 import type { AttentionMask } from '../native/types/attention';
+import type { Device } from '../native';
 
 export interface KVCacheOptions {
   batch: number;
@@ -13,6 +14,8 @@ export interface KVCacheOptions {
   headDim: number;
   /** Default 'float32'. */
   dtype?: FloatDType;
+  /** Where the cache lives ('cpu' default; the model's device when a model makes it). */
+  device?: Device;
   /** Rows allocated up front (default 64). */
   capacity?: number;
   /** When true the capacity never grows and appending past it throws. Default false. */
@@ -40,6 +43,7 @@ export class KVCache {
   readonly headDim: number;
   readonly dtype: FloatDType;
   readonly fixed: boolean;
+  readonly device: Device;
   private keys: Tensor;
   private values: Tensor;
   private rows = 0;
@@ -60,9 +64,10 @@ export class KVCache {
     }
     this.dtype = dtype;
     this.fixed = fixed;
+    this.device = opts.device ?? 'cpu';
     const capacity = positiveInteger(opts.capacity ?? 64, 'capacity');
-    this.keys = Tensor.zeros(this.shapeFor(capacity), this.dtype);
-    this.values = Tensor.zeros(this.shapeFor(capacity), this.dtype);
+    this.keys = Tensor.zeros(this.shapeFor(capacity), this.dtype, this.device);
+    this.values = Tensor.zeros(this.shapeFor(capacity), this.dtype, this.device);
   }
 
   /** Positions cached so far. */
@@ -127,8 +132,8 @@ export class KVCache {
       );
     }
     const grown = Math.max(rows, 2 * capacity);
-    const keys = Tensor.zeros(this.shapeFor(grown), this.dtype);
-    const values = Tensor.zeros(this.shapeFor(grown), this.dtype);
+    const keys = Tensor.zeros(this.shapeFor(grown), this.dtype, this.device);
+    const values = Tensor.zeros(this.shapeFor(grown), this.dtype, this.device);
     ops.attentionKvCopy(keys, values, this.keys, this.values, this.rows);
     this.keys.dispose();
     this.values.dispose();

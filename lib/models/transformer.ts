@@ -6,12 +6,13 @@
 import type { KVCache } from '../generate/kv_cache';
 import { ops, runAsync, Scalar, scalar } from '../ops';
 import { Tensor } from '../tensor';
+import type { Device } from '../native';
 import type { AttentionOptions } from '../nn/attention';
 import { Block, type FeedForwardLike } from '../nn/block';
 import { Embedding } from '../nn/embedding';
 import { FeedForward } from '../nn/feed_forward';
 import { Linear } from '../nn/linear';
-import { Module } from '../nn/module';
+import { Module, moveTensor } from '../nn/module';
 import { MoE } from '../nn/moe';
 import { Norm } from '../nn/norm';
 import { WaveletEmbedding } from '../nn/wavelet_embedding';
@@ -222,6 +223,9 @@ export class Transformer extends Module {
     if (ids.dtype !== 'int32' || ids.shape.length !== 2) {
       throw new TypeError(`${what} must be an int32 tensor [batch, seq_len], got ${ids.dtype} [${ids.shape.join(', ')}]`);
     }
+    if (ids.device !== this.device) {
+      throw new Error(`${what} is on ${ids.device} but the model is on ${this.device}: move it with .to('${this.device}')`);
+    }
     const [B, T] = ids.shape as [number, number];
     if (T > this.config.max_seq_len) {
       throw new RangeError(`${what} has ${T} positions, more than max_seq_len ${this.config.max_seq_len}`);
@@ -269,7 +273,7 @@ export class Transformer extends Module {
       const [B] = this.checkIds(encoderIds, 'encoderIds');
       if (B !== batch) throw new RangeError(`encoderIds has batch ${B}, expected ${batch}`);
       const out = this.encoder.forward(this.embedTokens(encoderIds, 'encoder'), null);
-      context = Tensor.zeros(out.shape, this.dtype);
+      context = Tensor.zeros(out.shape, this.dtype, this.device);
       ops.copy(context, out);
     }
     const self = this.decoder.layers.map((l) => l.attn.createCache(batch, capacity));
@@ -392,6 +396,12 @@ export class Transformer extends Module {
     if (typeof targets !== 'object' || targets === null || targets.dtype !== 'int32' || targets.numel !== ids.numel) {
       throw new TypeError(`targets must be int32 with the shape of ids [${ids.shape.join(', ')}]`);
     }
+  }
+
+  /** Sinusoidal positions go with the weights. */
+  protected override moveState(device: Device): void {
+    if (this.positions) this.positions = moveTensor(this.positions, device);
+    this.encoderOut = null;
   }
 
   override dispose(): void {

@@ -98,7 +98,14 @@ export class Attention extends Module {
 
   /** A KV cache sized for this layer's keys and values. */
   createCache(batch: number, capacity: number): KVCache {
-    return new KVCache({ batch, kvHeads: this.opts.nKvHeads, headDim: this.headDim, dtype: this.opts.dtype, capacity });
+    return new KVCache({
+      batch,
+      kvHeads: this.opts.nKvHeads,
+      headDim: this.headDim,
+      dtype: this.opts.dtype,
+      capacity,
+      device: this.device,
+    });
   }
 
   /**

@@ -9,8 +9,9 @@
  */
 import { ops, Scalar, scalar } from '../ops';
 import { Tensor } from '../tensor';
+import type { Device } from '../native';
 import type { MoeGrads, MoeOptions, MoeParams, MoeSaved, MoeWork } from '../native/types/moe';
-import { Module } from './module';
+import { Module, moveTensor } from './module';
 import { Parameter } from './parameter';
 
 export interface MoEConfig {
@@ -60,8 +61,10 @@ export class MoE extends Module {
   /** Scale of the auxiliary losses' gradients (the trainer sets it to its gradient-accumulation scale). */
   auxGradScale = 1;
   private readonly blocks = new Map<string, Block>();
-  private readonly params: MoeParams;
-  private readonly grads: MoeGrads;
+  /** Each expert parameter as a view of its block: rebuilt when the blocks move (moveState). */
+  private readonly views: Array<{ param: Parameter; key: string; e: number; shape: number[] }> = [];
+  private params!: MoeParams;
+  private grads!: MoeGrads;
   private readonly opts: MoeOptions;
   private input: Tensor | null = null;
   private saved: MoeSaved | null = null;
@@ -88,6 +91,33 @@ export class MoE extends Module {
         if (config.bias) this.expertParameter(`${name}.experts.${e}.${m}.bias`, `b${m.slice(1)}`, e, [shape[0]!]);
       }
     }
+    this.bindTensors();
+    this.opts = {
+      topK,
+      router: config.router,
+      renormalize: config.renormalize,
+      activation: config.activation,
+      capacityFactor: config.capacityFactor,
+      auxLossCoef: config.auxLossCoef,
+      zLossCoef: config.zLossCoef,
+    };
+  }
+
+  /** Registers expert e's view of block `key` ([E, ...shape], created on first use) as a Parameter. */
+  private expertParameter(name: string, key: string, e: number, shape: number[]): void {
+    const { nExperts: E, dtype } = this.config;
+    let b = this.blocks.get(key);
+    if (b === undefined) {
+      b = { value: Tensor.zeros([E, ...shape], dtype), grad: Tensor.zeros([E, ...shape], dtype) };
+      this.blocks.set(key, b);
+    }
+    const view = (t: Tensor): Tensor => t.narrow(e, 1).reshape(shape);
+    const param = this.addParameter(new Parameter(name, view(b.value), view(b.grad)));
+    this.views.push({ param, key, e, shape });
+  }
+
+  /** The kernel's view of the weights and gradients: the blocks and the gate, as they are now. */
+  private bindTensors(): void {
     const value = (key: string): Tensor | null => this.blocks.get(key)?.value ?? null;
     const grad = (key: string): Tensor | null => this.blocks.get(key)?.grad ?? null;
     this.params = {
@@ -110,27 +140,28 @@ export class MoE extends Module {
       w3: grad('w3'),
       b3: grad('b3'),
     };
-    this.opts = {
-      topK,
-      router: config.router,
-      renormalize: config.renormalize,
-      activation: config.activation,
-      capacityFactor: config.capacityFactor,
-      auxLossCoef: config.auxLossCoef,
-      zLossCoef: config.zLossCoef,
-    };
   }
 
-  /** Registers expert e's view of block `key` ([E, ...shape], created on first use) as a Parameter. */
-  private expertParameter(name: string, key: string, e: number, shape: number[]): void {
-    const { nExperts: E, dtype } = this.config;
-    let b = this.blocks.get(key);
-    if (b === undefined) {
-      b = { value: Tensor.zeros([E, ...shape], dtype), grad: Tensor.zeros([E, ...shape], dtype) };
-      this.blocks.set(key, b);
+  /** The expert blocks move whole; each expert parameter becomes a view of the moved block. */
+  protected override moveState(device: Device, moved: Set<Parameter>): void {
+    for (const b of this.blocks.values()) {
+      b.value = moveTensor(b.value, device);
+      b.grad = moveTensor(b.grad, device);
     }
-    const view = (t: Tensor): Tensor => t.narrow(e, 1).reshape(shape);
-    this.addParameter(new Parameter(name, view(b.value), view(b.grad)));
+    for (const { param, key, e, shape } of this.views) {
+      const b = this.blocks.get(key)!;
+      param.rebind(b.value.narrow(e, 1).reshape(shape), b.grad.narrow(e, 1).reshape(shape));
+      moved.add(param);
+    }
+    for (const p of [this.gateWeight, this.gateBias]) {
+      if (p) {
+        p.moveTo(device);
+        moved.add(p);
+      }
+    }
+    this.input = null;
+    this.saved = null;
+    this.bindTensors();
   }
 
   /** w1, w3 and the gate N(0, 0.02), w2 N(0, outStd), biases 0 (as FeedForward). */

@@ -8,17 +8,18 @@
  */
 import { ops } from '../ops';
 import { Tensor } from '../tensor';
+import type { Device } from '../native';
 import { waveletMatrix, waveletRawInit, waveletTableForward, type WaveletTransformOptions } from '../wavelet';
 import type { WaveletConfig } from '../models/config';
 import { waveletChannels } from '../models/config';
-import { Module } from './module';
+import { Module, moveTensor } from './module';
 import { Parameter } from './parameter';
 
 export class WaveletEmbedding extends Module {
   readonly param: Parameter;
   readonly channels: number;
   /** raw mode only: the fixed (raw_dim, C) transform matrix */
-  private readonly W: Tensor | null = null;
+  private W: Tensor | null = null;
   private readonly ids = new Map<string, Tensor>();
 
   constructor(
@@ -63,6 +64,12 @@ export class WaveletEmbedding extends Module {
     if (!this.param.grad) return; // frozen
     if (this.W) ops.waveletEmbeddingRawBackward(this.param.grad, dout, ids, this.W);
     else ops.embeddingBackward(this.param.grad, dout, ids);
+  }
+
+  /** The fixed map W goes with the parameter (the parameter itself moves with the others). */
+  protected override moveState(device: Device): void {
+    if (this.W) this.W = moveTensor(this.W, device);
+    this.ids.clear();
   }
 
   override dispose(): void {

@@ -18,6 +18,8 @@ import { clip, preview } from '../io/preview';
 import { minParameterCount, validateConfig, type ModelConfig } from '../models/config';
 import { Transformer, type ModelDType } from '../models/transformer';
 import type { Tensor } from '../tensor';
+import type { Device } from '../native';
+import { usableDevice } from '../device';
 import type { AdamW } from './optimizer';
 
 export interface TrainerState {
@@ -342,7 +344,13 @@ function readTrainerState(stateFile: string): TrainerState {
   return { ...state, options } as TrainerState;
 }
 
-export function loadModel(dir: string, dtype: ModelDType = 'float32'): LoadedCheckpoint {
+/**
+ * The model of a checkpoint directory (or a run directory: its `latest`), with its trainer state when saved. The
+ * weights are read on the CPU, then the model moves to `device` ('cuda', 'cuda:N'; float32 weights are copied bit for
+ * bit, so a checkpoint written from a GPU loads on the CPU and back unchanged).
+ */
+export function loadModel(dir: string, dtype: ModelDType = 'float32', device: Device = 'cpu'): LoadedCheckpoint {
+  const target = usableDevice(device); // before any reading: a GPU that cannot be used fails at once
   const ckpt = resolveCheckpointDir(dir);
   const config = readConfig(ckpt);
   // The weights are read (an allocation bounded by the file's real size) and checked against the config's size
@@ -368,6 +376,7 @@ export function loadModel(dir: string, dtype: ModelDType = 'float32'): LoadedChe
     loadInto(weightsFile, new Map(model.parameters().map((p) => [p.name, p.value])), tensors);
     const stateFile = path.join(ckpt, 'trainer_state.json');
     if (fs.existsSync(stateFile)) state = readTrainerState(stateFile);
+    model.to(target);
   } catch (err) {
     model.dispose();
     throw err;

@@ -26,8 +26,9 @@ export class AdamW {
   ) {
     this.trainable = params.filter((p) => p.grad !== null);
     for (const p of this.trainable) {
-      this.m.set(p.name, Tensor.zeros(p.value.shape, p.value.dtype));
-      this.v.set(p.name, Tensor.zeros(p.value.shape, p.value.dtype));
+      // Moments live with their parameter (on its device): move the model before making its optimizer.
+      this.m.set(p.name, Tensor.zeros(p.value.shape, p.value.dtype, p.value.device));
+      this.v.set(p.name, Tensor.zeros(p.value.shape, p.value.dtype, p.value.device));
     }
   }
 

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { ops } from '../ops';
 import { validateConfig, type ModelConfig } from '../models/config';
 import { preset } from '../models/presets';
+import { usableDevice } from '../device';
 import { Transformer } from '../models/transformer';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { defaultCacheDir } from '../tokenizer/tokenizer_file';
@@ -31,7 +32,7 @@ export interface RunOptions {
   seqLen: number;
   lr: number;
   threads?: number;
-  /** 'cpu' (the only device of this build). */
+  /** 'cpu' (default), or 'cuda' / 'cuda:N' with the CUDA-enabled build and a GPU. */
   device?: string;
   seed?: number;
   evalEvery?: number;
@@ -54,14 +55,14 @@ export interface RunResult {
 }
 
 export async function trainRun(o: RunOptions): Promise<RunResult> {
-  if (o.device !== undefined && o.device !== 'cpu') throw new Error(`device '${o.device}': this build has only the cpu device`);
+  const device = usableDevice(o.device ?? 'cpu'); // fails before any data is read or model built
   if (o.threads !== undefined) ops.setNumThreads(o.threads);
   const seed = o.seed ?? 0;
   let model: Transformer;
   let startState = null;
   let ckptDir: string | null = null;
   if (o.resume) {
-    const loaded = loadModel(o.outDir);
+    const loaded = loadModel(o.outDir, 'float32', device);
     model = loaded.model;
     startState = loaded.state;
     ckptDir = loaded.dir;
@@ -74,7 +75,8 @@ export async function trainRun(o: RunOptions): Promise<RunResult> {
       config = validateConfig({ ...config, vocab_size: NUMBERS_VOCAB.length, max_seq_len: Math.max(16, o.seqLen) });
     }
     model = new Transformer(config);
-    model.init(seed);
+    model.init(seed); // on the CPU: the same initial weights on every device
+    model.to(device);
   }
   const task = o.task ?? (startState?.options.task as string | undefined);
   if (task !== undefined && task !== 'numbers') throw new Error(`unknown task '${task}' (available: numbers)`);

@@ -91,7 +91,7 @@ export class Trainer {
   private readonly targets: Tensor;
   private readonly encIds: Tensor | null;
   /** The gradient norm of the step in flight, read by adamwStep when it runs (skips a non-finite step). */
-  private readonly gradNorm = Tensor.zeros([1], 'float64');
+  private readonly gradNorm: Tensor;
 
   constructor(
     readonly model: Transformer,
@@ -125,10 +125,13 @@ export class Trainer {
     check(Number.isSafeInteger(this.o.evalBatches) && this.o.evalBatches >= 1, `evalBatches must be a positive integer, got ${this.o.evalBatches}`);
     const { batchSize: B, seqLen: T } = data;
     check(T <= model.config.max_seq_len, `sequence length ${T} exceeds the model's max_seq_len ${model.config.max_seq_len}`);
+    // Everything a step touches lives on the model's device (move the model before making its trainer).
+    const device = model.device;
     this.optimizer = new AdamW(model.parameters(), this.o);
-    this.ids = Tensor.zeros([B, T], 'int32');
-    this.targets = Tensor.zeros([B, T], 'int32');
-    this.encIds = data.encoderSeqLen ? Tensor.zeros([B, data.encoderSeqLen], 'int32') : null;
+    this.ids = Tensor.zeros([B, T], 'int32', device);
+    this.targets = Tensor.zeros([B, T], 'int32', device);
+    this.encIds = data.encoderSeqLen ? Tensor.zeros([B, data.encoderSeqLen], 'int32', device) : null;
+    this.gradNorm = Tensor.zeros([1], 'float64', device);
   }
 
   /** Restores optimizer moments and the step counter from a checkpoint directory. */

@@ -20,11 +20,12 @@ export function evalCommand(): Command {
     .option('--batch <n>', 'sequences per batch', int(1), 8)
     .option('--max-batches <n>', 'evaluate at most n batches', int(1), 50)
     .option('--threads <n>', 'CPU threads', int(1))
+    .option('--device <name>', 'cpu, or cuda / cuda:N (needs the CUDA-enabled build: npm run build:cuda)', 'cpu')
     .option('--tokenizer <file>', 'tokenizer.json to use')
     .action(async (o) => {
       try {
         if (o.threads) ops.setNumThreads(o.threads);
-        const { model, state } = loadModel(o.checkpoint);
+        const { model, state } = loadModel(o.checkpoint, 'float32', o.device);
         if (state?.options.task === 'numbers') {
           model.dispose();
           throw new Error(`${o.checkpoint} was trained on the numbers task, which has no text to evaluate (try: wavemoe generate --checkpoint ${o.checkpoint} --input 42)`);
@@ -45,8 +46,8 @@ export function evalCommand(): Command {
         const tokens = tokenizer.encode(text);
         const batch = Math.max(1, Math.min(o.batch, Math.floor((tokens.length - 1) / seqLen)));
         const sampler = new BatchSampler(tokens, batch, seqLen, 0);
-        const ids = Tensor.zeros([batch, seqLen], 'int32');
-        const targets = Tensor.zeros([batch, seqLen], 'int32');
+        const ids = Tensor.zeros([batch, seqLen], 'int32', model.device);
+        const targets = Tensor.zeros([batch, seqLen], 'int32', model.device);
         let sum = 0;
         let n = 0;
         for (const b of sampler.sequential(o.maxBatches)) {

@@ -29,12 +29,13 @@ export function generateCommand(): Command {
     .option('--stop <text...>', 'stop at any of these strings')
     .option('--seed <n>', 'sampling seed', int(0), 0)
     .option('--threads <n>', 'CPU threads', int(1))
+    .option('--device <name>', 'cpu, or cuda / cuda:N (needs the CUDA-enabled build: npm run build:cuda)', 'cpu')
     .option('--tokenizer <file>', 'tokenizer.json to use')
     .action(async (o) => {
       try {
         if (o.threads) ops.setNumThreads(o.threads);
         const prompt: string = o.prompt ?? o.input ?? (process.stdin.isTTY ? '' : await readStdin());
-        const { model, state } = loadModel(o.checkpoint);
+        const { model, state } = loadModel(o.checkpoint, 'float32', o.device);
         if (state?.options.task === 'numbers') {
           // The numbers task: digits in, words out, with the task's own vocabulary.
           const ids: number[] = [];

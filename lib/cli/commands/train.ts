@@ -25,7 +25,7 @@ export function trainCommand(): Command {
     .option('--lr <x>', 'peak learning rate', parseNumber({ above: 0 }), 1e-3)
     .option('--grad-accum <n>', 'micro-batches per step', int(1), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int(1, 1024))
-    .option('--device <name>', 'cpu (the only device of this build)', 'cpu')
+    .option('--device <name>', 'cpu, or cuda / cuda:N (needs the CUDA-enabled build: npm run build:cuda)', 'cpu')
     .option('--out <dir>', 'run directory (checkpoints, metrics, figures)', 'wavemoe-run')
     .option('--resume', 'continue from the latest checkpoint in --out')
     .option('--eval-every <n>', 'evaluate every n steps (0: at the end)', int(0), 50)
