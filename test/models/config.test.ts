@@ -4,7 +4,12 @@ import { preset, PRESET_NAMES } from '../../lib/models/presets';
 const minimal = { vocab_size: 100, d_model: 16, n_layers: 1, n_heads: 2 };
 
 test('every preset validates, with the sizes the design gives', () => {
-  expect(PRESET_NAMES.sort()).toEqual(['moe-small', 'seed-wavelet-tiny', 'seq2seq-small']);
+  expect(PRESET_NAMES.sort()).toEqual(['moe-base', 'moe-small', 'seed-wavelet-tiny', 'seq2seq-small']);
+  // moe-base, sized for one GPU (issue #13)
+  expect(preset('moe-base')).toMatchObject({
+    architecture: 'decoder', d_model: 768, n_layers: 12, n_heads: 12, n_kv_heads: 12, ffn: 'moe', activation: 'swiglu',
+    n_experts: 8, d_ff: 2048, top_k: 2, norm: 'rmsnorm', positional: 'rope', vocab_size: 50254, max_seq_len: 1024,
+  });
   const moe = preset('moe-small');
   expect(moe).toMatchObject({ d_model: 256, n_layers: 4, n_heads: 8, n_kv_heads: 8, ffn: 'moe', n_experts: 8, d_ff: 512, top_k: 2 });
   expect(moe).toMatchObject({ router: 'softmax_topk', router_renormalize: false, attention_bias: false, ffn_bias: true, router_bias: true, lm_head_bias: true });
