@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
+import { ops } from '../../ops';
 import { trainRun } from '../../train/run';
 import type { StepMetrics } from '../../train/trainer';
 import { PRESET_NAMES } from '../../models/presets';
@@ -146,6 +147,7 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
   }
   finished = true;
   bar.stop();
+  const gpuMemory = peakDeviceMemory(result.model.device);
   writeFileAtomic(path.join(o.out, 'loss.svg'), lossCurveSvg(history));
   writeFileAtomic(path.join(o.out, 'expert_load.svg'), expertLoadSvg(result.expertLoad));
   result.model.dispose();
@@ -153,8 +155,18 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
   process.off('SIGTERM', onSignal);
   process.stderr.write(
     `${interrupted ? 'stopped' : 'done'} at step ${result.last?.step ?? 0}; checkpoint ${result.checkpoint ?? '(none)'}\n` +
-      `metrics: ${path.join(o.out, 'metrics.jsonl')}, figures: loss.svg, expert_load.svg\n`,
+      `metrics: ${path.join(o.out, 'metrics.jsonl')}, figures: loss.svg, expert_load.svg${gpuMemory}\n`,
   );
+}
+
+/** "; peak memory on cuda:0: 12.34 GiB" for a GPU run (the caching allocator's peak), "" on the CPU. */
+function peakDeviceMemory(device: string): string {
+  if (device === 'cpu') return '';
+  try {
+    return `; peak memory on ${device}: ${(ops.cudaMemoryStats(device).peakBytesInUse / 2 ** 30).toFixed(2)} GiB`;
+  } catch {
+    return ''; // a device without allocator statistics (the test device)
+  }
 }
 
 /**
