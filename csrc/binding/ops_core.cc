@@ -7,7 +7,12 @@
 #include "../core/thread_pool.h"
 #include "../kernels/random.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/random.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -20,6 +25,12 @@ Job prepare_random_uniform(const Napi::CallbackInfo& info) {
   int64_t seed = a.integer(1, "seed", 0, 9007199254740991LL);
   double lo = a.number(2, "lo"), hi = a.number(3, "hi");
   if (!(lo < hi)) a.fail_range("'lo' must be less than 'hi'");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::random_uniform<T>(out.ptr<T>(), out.numel(), static_cast<uint64_t>(seed), lo, hi, stream);
+    });
+  });
   return {[=] {
     dispatch_float(out.dtype, [&](auto t) {
       using T = decltype(t);
@@ -37,6 +48,12 @@ Job prepare_random_normal(const Napi::CallbackInfo& info) {
   int64_t seed = a.integer(1, "seed", 0, 9007199254740991LL);
   double mean = a.number(2, "mean"), std = a.number(3, "std");
   if (std < 0) a.fail_range("'std' must be >= 0");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::random_normal<T>(out.ptr<T>(), out.numel(), static_cast<uint64_t>(seed), mean, std, stream);
+    });
+  });
   return {[=] {
     dispatch_float(out.dtype, [&](auto t) {
       using T = decltype(t);

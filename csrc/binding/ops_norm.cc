@@ -13,6 +13,7 @@
 #include "ops.h"
 
 #ifdef WAVEMOE_CUDA
+#include "../../cuda/layernorm.h"
 #include "../../cuda/rmsnorm.h"
 #endif
 
@@ -142,6 +143,13 @@ Job prepare_layernorm_forward(const Napi::CallbackInfo& info) {
   std::vector<Named> ins = {{&x, "x"}, {&w, "weight"}};
   if (bias) ins.push_back({&*bias, "bias"});
   expect_outputs_disjoint(a, {{&out, "out"}, {&mean, "mean"}, {&rstd, "rstd"}}, ins);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::layernorm_forward<T>(out.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(), x.ptr<T>(), w.ptr<T>(),
+                           bias ? bias->ptr<T>() : nullptr, s.N, s.C, eps, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -171,6 +179,13 @@ Job prepare_layernorm_backward(const Napi::CallbackInfo& info) {
   std::vector<Named> outs = {{&dx, "dx"}, {&dw, "dweight"}};
   if (dbias) outs.push_back({&*dbias, "dbias"});
   expect_outputs_disjoint(a, outs, {{&dout, "dout"}, {&x, "x"}, {&w, "weight"}, {&mean, "mean"}, {&rstd, "rstd"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::layernorm_backward<T>(dx.ptr<T>(), dw.ptr<T>(), dbias ? dbias->ptr<T>() : nullptr, dout.ptr<T>(), x.ptr<T>(),
+                            w.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(), s.N, s.C, stream);
+    });
+  });
   return {[=] {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);

@@ -6,7 +6,12 @@
 
 #include "../kernels/sampling.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/sampling.h"
+#endif
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -103,6 +108,16 @@ Job prepare_sample_tokens(const Napi::CallbackInfo& info) {
     if (history) a.expect_no_overlap(*probs, "probs", *history, "history");
   }
   const int64_t H = history ? history->dim(1) : 0;
+  // On a GPU the kernel reports a bad row (NaN, +Infinity, all -Infinity) in a status it reads back at the end: the
+  // sampled ids are read right after anyway.
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (history && recorded) check_data_at_run_time(history_problem(*history, V));
+    dispatch_float(logits.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::sample_tokens<T>(out.ptr<int32_t>(), probs ? probs->ptr<T>() : nullptr, logits.ptr<T>(),
+                            history ? history->ptr<int32_t>() : nullptr, p, B, V, H, stream);
+    });
+  });
   return {[=] {
     if (history) check_data_at_run_time(history_problem(*history, V));
     dispatch_float(logits.dtype, [&](auto t) {

@@ -9,7 +9,12 @@
 
 #include "../kernels/wavelet.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/wavelet.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -176,6 +181,12 @@ Job prepare_table_forward(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(table, "table", raw, "raw");
   a.expect_shape(table, "table", {V, wavelet_channels(R, spec)});
   a.expect_no_overlap(table, "table", raw, "raw");
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(raw.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::wavelet_table_forward<T>(table.ptr<T>(), raw.ptr<T>(), V, R, spec, stream);
+    });
+  });
   return {[=] {
     dispatch_float(raw.dtype, [&](auto t) {
       using T = decltype(t);
@@ -195,6 +206,12 @@ Job prepare_matrix(const Napi::CallbackInfo& info) {
   const int64_t R = W.dim(0);
   check_levels(a, R, spec.levels, "raw rows");
   a.expect_shape(W, "W", {R, wavelet_channels(R, spec)});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(W.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::wavelet_matrix<T>(W.ptr<T>(), R, spec, stream);
+    });
+  });
   return {[=] {
     dispatch_float(W.dtype, [&](auto t) {
       using T = decltype(t);
@@ -229,6 +246,13 @@ Job prepare_raw_forward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(out, "out", raw, "raw");
   a.expect_no_overlap(out, "out", W, "W");
   const int64_t V = vrc[0];
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    dispatch_float(raw.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::wavelet_embedding_raw_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), raw.ptr<T>(), W.ptr<T>(), N, R, C, stream);
+    });
+  });
   return {[=] {
     check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(raw.dtype, [&](auto t) {
@@ -251,6 +275,13 @@ Job prepare_raw_backward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(draw, "draw", dout, "dout");
   a.expect_no_overlap(draw, "draw", W, "W");
   const int64_t V = vrc[0];
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    dispatch_float(draw.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::wavelet_embedding_raw_backward<T>(draw.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), W.ptr<T>(), N, R, C, stream);
+    });
+  });
   return {[=] {
     check_data_at_run_time(ids_problem(ids, V));
     dispatch_float(draw.dtype, [&](auto t) {

@@ -222,6 +222,85 @@ cases.push({
   },
 });
 
+// ---- LayerNorm
+for (const [N, C] of [[1, 1], [3, 7], [17, 130], [5, 1031]]) {
+  for (const dtype of ['float32', 'float64']) {
+    for (const withBias of [true, false]) {
+      cases.push({
+        name: `layernorm ${dtype} N=${N} C=${C} bias=${withBias}`,
+        tol: dtype === 'float32' ? f32 : f64,
+        run: (addon, m) => {
+          const x = m.rand([N, C], dtype, -2, 3), w = m.rand([C], dtype, 0.5, 1.5);
+          const bias = withBias ? m.rand([C], dtype) : null;
+          const out = m.zeros([N, C], dtype), mean = m.zeros([N], dtype), rstd = m.zeros([N], dtype);
+          addon.layernormForward(out, mean, rstd, x, w, bias, 1e-5);
+          const dout = m.rand([N, C], dtype), dx = m.rand([N, C], dtype), dw = m.rand([C], dtype);
+          const db = withBias ? m.rand([C], dtype) : null;
+          addon.layernormBackward(dx, dw, db, dout, x, w, mean, rstd);
+          return { out, mean, rstd, dx, dw, ...(db ? { db } : {}) };
+        },
+      });
+    }
+  }
+}
+
+// ---- random fills (the same counter-based values; normal within 1 ulp in float32: CUDA's log/sin/cos)
+for (const dtype of ['float32', 'float64']) {
+  cases.push({
+    name: `random uniform and normal ${dtype} n=10007`,
+    tol: dtype === 'float32' ? { atol: 0, rtol: 2 ** -23 } : { atol: 1e-15, rtol: 1e-14 },
+    run: (addon, m) => {
+      const u = m.zeros([10007], dtype), n = m.zeros([10007], dtype);
+      addon.randomUniform(u, 42, -0.5, 2);
+      addon.randomNormal(n, 43, 0.25, 1.5);
+      return { u, n };
+    },
+  });
+}
+
+// ---- wavelet embedding: the table and the matrix built on the GPU, raw mode forward and backward
+for (const dtype of ['float32', 'float64']) {
+  const tol = dtype === 'float32' ? { atol: 1e-5, rtol: 1e-4 } : f64;
+  const transform = { levels: 4, scales: [2], bandwidth: 1.5, center: 1 };
+  cases.push({
+    name: `wavelet table, matrix, raw forward/backward ${dtype} V=37 R=256`,
+    tol,
+    run: (addon, m) => {
+      const raw = m.rand([37, 256], dtype), table = m.zeros([37, 32], dtype), W = m.zeros([256, 32], dtype);
+      addon.waveletTableForward(table, raw, transform);
+      addon.waveletMatrix(W, transform);
+      const ids = m.ints([3, 11], 37), out = m.zeros([3, 11, 32], dtype);
+      addon.waveletEmbeddingRawForward(out, ids, raw, W);
+      const dout = m.rand([3, 11, 32], dtype), draw = m.rand([37, 256], dtype);
+      addon.waveletEmbeddingRawBackward(draw, dout, ids, W);
+      return { table, W, out, draw };
+    },
+  });
+}
+
+// ---- sampling: identical ids over the option grid (probs within tolerance)
+for (const [B, V] of [[1, 2], [3, 50254], [5, 1031]]) {
+  for (const opts of [
+    { temperature: 0 },
+    { temperature: 0.7, seed: 5, counter: 3 },
+    { temperature: 1.3, topK: 40, seed: 6, counter: 0 },
+    { temperature: 0.9, topP: 0.83, seed: 7, counter: 11 },
+    { temperature: 1, topK: 100, topP: 0.6, repetitionPenalty: 1.3, seed: 8, counter: 2, history: true },
+  ]) {
+    cases.push({
+      name: `sampleTokens float32 B=${B} V=${V} ${JSON.stringify(opts)}`,
+      tol: { atol: 1e-7, rtol: 2 ** -20 },
+      run: (addon, m) => {
+        const logits = m.rand([B, V], 'float32', -5, 5), out = m.zeros([B], 'int32'), probs = m.zeros([B, V]);
+        const history = opts.history ? m.values([B, 9], 'int32', (i) => (i % 4 === 3 ? -1 : (i * 31) % V)) : undefined;
+        const topK = opts.topK === undefined ? undefined : Math.min(opts.topK, V);
+        addon.sampleTokens(out, logits, { ...opts, topK, history, probs });
+        return { ids: out, probs };
+      },
+    });
+  }
+}
+
 // Worst |got - want| / (atol + rtol·|want|) over one output; Infinity for a NaN mismatch or a length mismatch.
 function compare(got, want, tol) {
   if (got.length !== want.length) return { ratio: Infinity, index: -1, got: got.length, want: want.length };
