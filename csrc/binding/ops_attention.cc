@@ -9,7 +9,12 @@
 
 #include "../kernels/attention.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/attention.h"
+#endif
 
 namespace wavemoe {
 namespace {
@@ -101,6 +106,12 @@ Job prepare_attention_forward(const Napi::CallbackInfo& info) {
   }
   Tensor lse_t = lse.value_or(Tensor{});
   bool has_lse = lse.has_value();
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(q.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::attention_forward<T>(out.ptr<T>(), has_lse ? lse_t.ptr<T>() : nullptr, q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), p, stream);
+    });
+  });
   return {[=] {
     dispatch_float(q.dtype, [&](auto t) {
       using T = decltype(t);
@@ -132,6 +143,13 @@ Job prepare_attention_backward(const Napi::CallbackInfo& info) {
   }
   expect_disjoint(a, dq, "dQ", {{&dk, "dK"}, {&dv, "dV"}});
   expect_disjoint(a, dk, "dK", {{&dv, "dV"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(q.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::attention_backward<T>(dq.ptr<T>(), dk.ptr<T>(), dv.ptr<T>(), dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(),
+                            out.ptr<T>(), lse.ptr<T>(), p, stream);
+    });
+  });
   return {[=] {
     dispatch_float(q.dtype, [&](auto t) {
       using T = decltype(t);
@@ -174,6 +192,14 @@ Job prepare_attention_kv_append(const Napi::CallbackInfo& info) {
   }
   expect_disjoint(a, ck, "cacheK", {{&cv, "cacheV"}, {&k, "k"}, {&v, "v"}});
   expect_disjoint(a, cv, "cacheV", {{&k, "k"}, {&v, "v"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(ck.dtype, [&](auto t) {
+      using T = decltype(t);
+      const int64_t BH = ck.dim(0) * ck.dim(1), D = ck.dim(3);
+      gpu::attention_kv_copy<T>(ck.ptr<T>(), k.ptr<T>(), BH, capacity, position, rows, rows, D, stream);
+      gpu::attention_kv_copy<T>(cv.ptr<T>(), v.ptr<T>(), BH, capacity, position, rows, rows, D, stream);
+    });
+  });
   return {[=] {
     dispatch_float(ck.dtype, [&](auto t) {
       using T = decltype(t);
@@ -196,6 +222,14 @@ Job prepare_attention_kv_copy(const Napi::CallbackInfo& info) {
   const int64_t length = a.integer(4, "length", 0, std::min(sk.dim(2), dk.dim(2)));
   expect_disjoint(a, dk, "dstK", {{&dv, "dstV"}, {&sk, "srcK"}, {&sv, "srcV"}});
   expect_disjoint(a, dv, "dstV", {{&sk, "srcK"}, {&sv, "srcV"}});
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(dk.dtype, [&](auto t) {
+      using T = decltype(t);
+      const int64_t BH = dk.dim(0) * dk.dim(1), D = dk.dim(3);
+      gpu::attention_kv_copy<T>(dk.ptr<T>(), sk.ptr<T>(), BH, dk.dim(2), 0, sk.dim(2), length, D, stream);
+      gpu::attention_kv_copy<T>(dv.ptr<T>(), sv.ptr<T>(), BH, dv.dim(2), 0, sv.dim(2), length, D, stream);
+    });
+  });
   return {[=] {
     dispatch_float(dk.dtype, [&](auto t) {
       using T = decltype(t);
@@ -216,6 +250,12 @@ Job prepare_attention_causal_mask_fill(const Napi::CallbackInfo& info) {
   const int64_t Tq = s.dim(-2), Tk = s.dim(-1);
   const int64_t q_offset = a.integer(1, "qOffset", 0, kMaxSafeInteger);
   const int64_t N = Tq * Tk == 0 ? 0 : s.numel() / (Tq * Tk);
+  WAVEMOE_GPU_JOB(a, [=](cudaStream_t stream) {
+    dispatch_float(s.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::attention_causal_mask_fill<T>(s.ptr<T>(), N, Tq, Tk, q_offset, stream);
+    });
+  });
   return {[=] {
     dispatch_float(s.dtype, [&](auto t) {
       using T = decltype(t);

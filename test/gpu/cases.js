@@ -301,6 +301,49 @@ for (const [B, V] of [[1, 2], [3, 50254], [5, 1031]]) {
   }
 }
 
+// ---- attention: every mask, GQA, a KV cache longer than its use, decoding, backward (dQ, dK, dV start non-zero)
+for (const a of [
+  { B: 1, Hq: 1, Hkv: 1, Tq: 1, C: 1, D: 1, mask: 'causal' },
+  { B: 2, Hq: 3, Hkv: 3, Tq: 31, C: 31, D: 16, mask: 'causal' },
+  { B: 1, Hq: 4, Hkv: 2, Tq: 65, C: 65, D: 64, mask: 'causal' },
+  { B: 2, Hq: 6, Hkv: 2, Tq: 129, C: 129, D: 80, mask: 'sliding_window', window: 7 },
+  { B: 1, Hq: 2, Hkv: 1, Tq: 17, C: 43, D: 31, mask: 'none' },
+  { B: 1, Hq: 2, Hkv: 2, Tq: 1, C: 300, kvLength: 257, D: 64, mask: 'causal' },
+  { B: 3, Hq: 4, Hkv: 1, Tq: 3, C: 128, kvLength: 100, D: 128, mask: 'causal' },
+  { B: 1, Hq: 1, Hkv: 1, Tq: 1, C: 4099, D: 64, mask: 'causal' },
+]) {
+  for (const dtype of ['float32', 'float64']) {
+    cases.push({
+      name: `attention ${dtype} ${JSON.stringify(a)}`,
+      tol: dtype === 'float32' ? { atol: 2e-5, rtol: 1e-4 } : f64,
+      run: (addon, m) => {
+        const opts = { mask: a.mask, window: a.window, kvLength: a.kvLength };
+        const q = m.rand([a.B, a.Hq, a.Tq, a.D], dtype, -2, 2), k = m.rand([a.B, a.Hkv, a.C, a.D], dtype, -2, 2);
+        const v = m.rand([a.B, a.Hkv, a.C, a.D], dtype);
+        const o = m.zeros([a.B, a.Hq, a.Tq, a.D], dtype), lse = m.zeros([a.B, a.Hq, a.Tq], dtype);
+        addon.attentionForward(o, lse, q, k, v, opts);
+        const dO = m.rand(o.shape, dtype), dQ = m.rand(q.shape, dtype);
+        const dK = m.rand(k.shape, dtype), dV = m.rand(v.shape, dtype);
+        addon.attentionBackward(dQ, dK, dV, dO, q, k, v, o, lse, opts);
+        return { o, lse, dQ, dK, dV };
+      },
+    });
+  }
+}
+cases.push({
+  name: 'attention KV append, copy (growth) and the causal mask fill float32',
+  tol: exact,
+  run: (addon, m) => {
+    const ck = m.rand([2, 3, 10, 5]), cv = m.rand([2, 3, 10, 5]), k = m.rand([2, 3, 4, 5]), v = m.rand([2, 3, 4, 5]);
+    addon.attentionKvAppend(ck, cv, k, v, 3);
+    const gk = m.zeros([2, 3, 17, 5]), gv = m.zeros([2, 3, 17, 5]);
+    addon.attentionKvCopy(gk, gv, ck, cv, 7);
+    const scores = m.rand([4, 6, 9]);
+    addon.attentionCausalMaskFill(scores, 2);
+    return { ck, cv, gk, gv, scores };
+  },
+});
+
 // Worst |got - want| / (atol + rtol·|want|) over one output; Infinity for a NaN mismatch or a length mismatch.
 function compare(got, want, tol) {
   if (got.length !== want.length) return { ratio: Infinity, index: -1, got: got.length, want: want.length };
