@@ -15,7 +15,14 @@
 
 #include "../kernels/moe.h"
 #include "args.h"
+#include "gpu_job.h"
 #include "ops.h"
+
+#ifdef WAVEMOE_CUDA
+#include "../../cuda/allocator.h"
+#include "../../cuda/check.h"
+#include "../../cuda/moe.h"
+#endif
 #include "tensor_wrap.h"
 
 namespace wavemoe {
@@ -79,7 +86,9 @@ class Group {
     TensorWrap* w = TensorWrap::Unwrap(v);
     if (w == nullptr) a_.fail_type("'" + path(key) + "' must be a Tensor");
     if (w->disposed()) a_.fail("'" + path(key) + "' is a disposed tensor");
-    return w->tensor();
+    const Tensor& t = w->tensor();
+    a_.expect_device(t, path(key).c_str());
+    return t;
   }
 
   const Args& a_;
@@ -286,6 +295,18 @@ Job prepare_moe_forward(const Napi::CallbackInfo& info) {
   outputs.emplace_back(out, "out");
   inputs.emplace_back(x, "x");
   expect_disjoint(a, outputs, inputs);
+  // On a GPU the weighted aux loss is written on the device and copied back for the op's result (one wait).
+  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream) {
+    gpu::DeviceBuffer<double> loss(1);
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::moe_forward<T>(out.ptr<T>(), saved_of<T>(s), x.ptr<T>(), weights_of<T>(p), c, loss.get(), stream);
+    });
+    double host = 0;
+    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&host, loss.get(), sizeof(double), cudaMemcpyDeviceToHost, stream));
+    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return host;
+  });
   Job job{[=] {
     return dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -351,6 +372,19 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   OptTensor g_gate_w = grads_group.get("gateWeight"), g_gate_b = grads_group.get("gateBias");
   OptTensor g_w1 = grads_group.get("w1"), g_b1 = grads_group.get("b1"), g_w2 = grads_group.get("w2");
   OptTensor g_b2 = grads_group.get("b2"), g_w3 = grads_group.get("w3"), g_b3 = grads_group.get("b3");
+  WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
+    if (recorded) {
+      const std::string problem = routing_problem(s, c);
+      check_data_at_run_time(problem.empty() ? problem : kBadRouting + problem);
+    }
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      MoeGrads<T> g{ptr<T>(g_gate_w), ptr<T>(g_gate_b), ptr<T>(g_w1), ptr<T>(g_b1),
+                    ptr<T>(g_w3),     ptr<T>(g_b3),     ptr<T>(g_w2), ptr<T>(g_b2)};
+      MoeWork<T> wk{ptr<T>(dy), ptr<T>(dh), ptr<T>(da), ptr<T>(db), ptr<T>(dweight), ptr<T>(dlogits)};
+      gpu::moe_backward<T>(dx.ptr<T>(), g, wk, dout.ptr<T>(), saved_of<T>(s), x.ptr<T>(), weights_of<T>(p), c, stream);
+    });
+  });
   return {[=] {
     // Checked when it runs: a recorded backward's routing did not exist yet at record time.
     const std::string problem = routing_problem(s, c);

@@ -344,6 +344,55 @@ cases.push({
   },
 });
 
+// ---- mixture of experts: the whole layer forward and backward (routing integers exact), both routers, drops
+for (const e of [
+  { N: 1, D: 1, F: 1, E: 1, k: 1, activation: 'swiglu' },
+  { N: 7, D: 5, F: 3, E: 2, k: 2, activation: 'relu', router: 'topk_softmax' },
+  { N: 33, D: 32, F: 48, E: 5, k: 2, activation: 'swiglu', renormalize: true, capacityFactor: 0.6 },
+  { N: 130, D: 67, F: 97, E: 8, k: 2, activation: 'gelu', bias: true },
+  { N: 129, D: 64, F: 128, E: 8, k: 8, activation: 'swiglu', bias: true, capacityFactor: 1.0 },
+]) {
+  for (const dtype of ['float32', 'float64']) {
+    cases.push({
+      name: `moe ${dtype} ${JSON.stringify(e)}`,
+      tol: dtype === 'float32' ? { atol: 2e-5, rtol: 2e-4 } : f64,
+      run: (addon, m) => {
+        const { N, D, F, E, k } = e, P = N * k, glu = e.activation === 'swiglu';
+        const opts = {
+          topK: k, router: e.router, renormalize: e.renormalize, activation: e.activation,
+          capacityFactor: e.capacityFactor ?? null, auxLossCoef: 0.01, zLossCoef: 0.001,
+        };
+        const f = (shape, lo = -0.5, hi = 0.5) => m.rand(shape, dtype, lo, hi);
+        const params = {
+          gateWeight: f([E, D], -1, 1), gateBias: e.bias ? f([E]) : null,
+          w1: f([E, F, D]), b1: e.bias ? f([E, F]) : null, w2: f([E, D, F]), b2: e.bias ? f([E, D]) : null,
+          w3: glu ? f([E, F, D]) : null, b3: glu && e.bias ? f([E, F]) : null,
+        };
+        const z = (shape, dt = dtype) => m.zeros(shape, dt);
+        const saved = {
+          probs: z([N, E]), lse: z([N]), expert: z([N, k], 'int32'), weight: z([N, k]), slotRow: z([N, k], 'int32'),
+          rowSlot: z([P], 'int32'), offsets: z([E + 1], 'int32'), counts: z([E], 'int32'), xp: z([P, D]), a: z([P, F]),
+          b: glu ? z([P, F]) : null, h: z([P, F]), y: z([P, D]), aux: z([2], 'float64'),
+        };
+        const x = f([N, D], -2, 2), out = z([N, D]);
+        const aux = addon.moeForward(out, saved, x, params, opts);
+        const grads = Object.fromEntries(Object.entries(params).map(([key, t]) => [key, t ? m.rand(t.shape, dtype) : null]));
+        const work = {
+          dy: z([P, D]), dh: z([P, F]), da: z([P, F]), db: glu ? z([P, F]) : null, dweight: z([N, k]), dlogits: z([N, E]),
+        };
+        const dout = f([N, D], -1, 1), dx = f([N, D], -1, 1);
+        addon.moeBackward(dx, grads, work, dout, saved, x, params, { ...opts, auxGradScale: 0.5 });
+        const { probs, lse, expert, weight, slotRow, rowSlot, offsets, counts } = saved;
+        const g = Object.fromEntries(Object.entries(grads).filter(([, t]) => t).map(([key, t]) => [`grad.${key}`, t]));
+        // Rows of rowSlot past offsets[E] (dropped pairs) are unspecified: compare the rows in use.
+        const rowsInUse = offsets.toArray()[E];
+        const usedRowSlot = rowSlot.toArray().subarray(0, rowsInUse);
+        return { out, aux: Float64Array.of(aux), probs, lse, expert, weight, slotRow, usedRowSlot, offsets, counts, dx, ...g };
+      },
+    });
+  }
+}
+
 // Worst |got - want| / (atol + rtol·|want|) over one output; Infinity for a NaN mismatch or a length mismatch.
 function compare(got, want, tol) {
   if (got.length !== want.length) return { ratio: Infinity, index: -1, got: got.length, want: want.length };
