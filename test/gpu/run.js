@@ -33,5 +33,31 @@ for (const c of cases.filter((x) => x.name.includes(filter))) {
       (ok ? '' : ` at ${r.index}: gpu ${r.got} cpu ${r.want}`));
   }
 }
+// Models on the GPU against the CPU (needs dist/: npm run build:ts, or carried by scripts/device-prepare.sh).
+const path = require('node:path');
+const fs = require('node:fs');
+if (!filter && fs.existsSync(path.join(__dirname, '..', '..', 'dist', 'index.js'))) {
+  const { spawnSync } = require('node:child_process');
+  const { file } = require('./find_addon').findCudaAddon();
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'model_child.js')], {
+    encoding: 'utf8', env: { ...process.env, WAVEMOE_ADDON: file }, timeout: 900_000,
+  });
+  if (r.status !== 0) {
+    console.log(`FAIL models: model_child exited ${r.status}: ${r.stderr.slice(-2000)}`);
+    ++failed;
+  } else {
+    for (const rep of JSON.parse(r.stdout).results ?? []) {
+      const ok = rep.worstLoss <= 1 && rep.worstGrad.ratio <= 1 && rep.worstLogit <= 1;
+      if (!ok) ++failed;
+      ++checked;
+      console.log(`${ok ? 'ok  ' : 'FAIL'} model ${rep.name}: loss ${rep.worstLoss.toFixed(3)}, gradient ` +
+        `${rep.worstGrad.ratio.toFixed(3)}, decode logits ${rep.worstLogit.toFixed(3)} of tol; peak ` +
+        `${(rep.peakGpuBytes / 2 ** 20).toFixed(0)} MiB; ${JSON.stringify(rep.steps)}` +
+        (ok ? '' : ` worst gradient: ${JSON.stringify(rep.worstGrad)}`));
+    }
+  }
+} else if (!filter) {
+  console.log('models: skipped (no dist/: npm run build:ts)');
+}
 console.log(`gpu suite: ${checked} outputs checked, ${failed} failed (${JSON.stringify(addon.cudaInfo().devices?.[0]?.name)})`);
 process.exit(failed ? 1 : 0);
