@@ -26,6 +26,21 @@ inline unsigned int grid_for(int64_t n, int threads = kElementwiseThreads) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+// A matmul input rounded to nearest even at `bits` mantissa bits (csrc/kernels/matmul_precision.h on the device):
+// 23 leaves float32 alone, 10 is TF32, 7 is bfloat16; float64 is never rounded.
+__device__ __forceinline__ float round_input(float x, int bits) {
+  if (bits >= 23) return x;
+  uint32_t u = __float_as_uint(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // Inf, NaN
+  const int drop = 23 - bits;
+  u += ((1u << (drop - 1)) - 1u) + ((u >> drop) & 1u);
+  return __uint_as_float(u & ~((1u << drop) - 1u));
+}
+__device__ __forceinline__ double round_input(double x, int) { return x; }
+
+// The mantissa bits of the process-wide matmul precision (host side).
+int matmul_round_bits();
+
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check.h"
+#include "csrc/kernels/matmul_precision.h"
 
 namespace wavemoe {
 namespace gpu {
@@ -89,6 +90,8 @@ bool try_load(const std::string& path, CublasApi* api, std::string* why) {
   a.set_math_mode = reinterpret_cast<cublasSetMathMode_fn>(dlsym(h, "cublasSetMathMode"));
   a.get_version = reinterpret_cast<cublasGetVersion_v2_fn>(dlsym(h, "cublasGetVersion_v2"));
   a.sgemm_strided_batched = reinterpret_cast<cublasSgemmStridedBatched_fn>(dlsym(h, "cublasSgemmStridedBatched"));
+  a.gemm_strided_batched_ex =
+      reinterpret_cast<cublasGemmStridedBatchedEx_fn>(dlsym(h, "cublasGemmStridedBatchedEx"));
   if (!a.create || !a.destroy || !a.set_stream || !a.set_math_mode || !a.sgemm_strided_batched) {
     *why += "\n  " + path + ": missing a cuBLAS entry point";
     dlclose(h);
@@ -126,7 +129,6 @@ CublasApi load() {
   return api;
 }
 
-std::atomic<bool> g_allow_tf32{false};
 std::atomic<int> g_cublas_version{0};  // from cublasGetVersion, once a handle exists
 
 }  // namespace
@@ -161,11 +163,14 @@ std::string matmul_backend_description() {
   // cublasGetVersion needs a handle: the version is known after the first cublas_handle().
   const int version = cublas_version();
   const std::string v = version ? " " + std::to_string(version) : "";
-  return "cuBLAS" + v + " from " + api.path + (allow_tf32() ? " (TF32 allowed)" : "");
+  const MatmulPrecision p = matmul_precision();
+  return "cuBLAS" + v + " from " + api.path +
+         (p == MatmulPrecision::fp32 ? "" : std::string(" (matmul precision ") + matmul_precision_name(p) + ")");
 }
 
-void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
-bool allow_tf32() { return g_allow_tf32; }
+// The TF32 switch of earlier versions is the process-wide matmul precision (csrc/kernels/matmul_precision.h).
+void set_allow_tf32(bool allow) { set_matmul_precision(allow ? MatmulPrecision::tf32 : MatmulPrecision::fp32); }
+bool allow_tf32() { return matmul_precision() == MatmulPrecision::tf32; }
 
 cublasHandle_t cublas_handle(cudaStream_t stream) {
   const CublasApi& api = cublas_api();
@@ -189,7 +194,10 @@ cublasHandle_t cublas_handle(cudaStream_t stream) {
   }
   cublasStatus_t s = api.set_stream(h, stream);
   if (s == CUBLAS_STATUS_SUCCESS) {
-    s = api.set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    // Reduced precisions go through cublasGemmStridedBatchedEx's compute type; plain SGEMM stays exact float32
+    // (TF32 math mode only when tf32 is asked for and the Ex entry point is missing).
+    const bool tf32_by_mode = allow_tf32() && api.gemm_strided_batched_ex == nullptr;
+    s = api.set_math_mode(h, tf32_by_mode ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
   }
   if (s != CUBLAS_STATUS_SUCCESS) {
     throw std::runtime_error(std::string("cublasSetStream/SetMathMode failed: ") + cublas_status_string(s));

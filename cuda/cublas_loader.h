@@ -47,6 +47,15 @@ typedef enum {
   CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16
 } cublasMath_t;
 
+// cudaDataType and cublasComputeType_t values used with cublasGemmStridedBatchedEx (library_types.h, cublas_api.h).
+constexpr int kCudaR32F = 0;
+typedef enum {
+  CUBLAS_COMPUTE_32F = 68,
+  CUBLAS_COMPUTE_32F_FAST_16BF = 75,  // float in and out, inputs down-converted to bfloat16 on tensor cores
+  CUBLAS_COMPUTE_32F_FAST_TF32 = 77   // float in and out, inputs down-converted to TF32 on tensor cores
+} cublasComputeType_t;
+constexpr int kCublasGemmDefault = -1;
+
 typedef cublasStatus_t (*cublasCreate_v2_fn)(cublasHandle_t* handle);
 typedef cublasStatus_t (*cublasDestroy_v2_fn)(cublasHandle_t handle);
 typedef cublasStatus_t (*cublasSetStream_v2_fn)(cublasHandle_t handle, cudaStream_t streamId);
@@ -58,6 +67,11 @@ typedef cublasStatus_t (*cublasSgemmStridedBatched_fn)(cublasHandle_t handle, cu
                                                         long long int strideA, const float* B, int ldb,
                                                         long long int strideB, const float* beta, float* C, int ldc,
                                                         long long int strideC, int batchCount);
+typedef cublasStatus_t (*cublasGemmStridedBatchedEx_fn)(
+    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, const void* alpha,
+    const void* A, int Atype, int lda, long long int strideA, const void* B, int Btype, int ldb, long long int strideB,
+    const void* beta, void* C, int Ctype, int ldc, long long int strideC, int batchCount,
+    cublasComputeType_t computeType, int algo);
 }  // extern "C"
 // -----------------------------------------------------------------------------------------------------------
 
@@ -71,6 +85,8 @@ struct CublasApi {
   cublasSetMathMode_fn set_math_mode = nullptr;
   cublasGetVersion_v2_fn get_version = nullptr;
   cublasSgemmStridedBatched_fn sgemm_strided_batched = nullptr;
+  // Optional: the tf32 and bf16 matmul precisions (absent: those precisions use the own kernel's emulation).
+  cublasGemmStridedBatchedEx_fn gemm_strided_batched_ex = nullptr;
 };
 
 // Loads cuBLAS once (thread-safe) and returns what was found; never throws. WAVEMOE_CUBLAS=0 disables the search

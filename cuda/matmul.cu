@@ -7,6 +7,7 @@
 
 #include "common.cuh"
 #include "cublas_loader.h"
+#include "csrc/kernels/matmul_precision.h"
 
 namespace wavemoe {
 namespace gpu {
@@ -22,7 +23,9 @@ template <typename T> struct GemmParams {
   int64_t M, N, K, batch;
   int64_t sx, sy, sc;
   bool tx, ty, accumulate, reduce_batch;
+  int round_bits = 23;  // float32 inputs rounded to this many mantissa bits on load (23: exact; 10: TF32; 7: bf16)
 };
+
 
 // ============================================ CUDA kernels ============================================
 
@@ -60,7 +63,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_tiled_kernel(GemmP
         else      { mm = i / BK; kk = i % BK; }  // X stored (M, K): k contiguous
         const int64_t gm = m0 + mm, gk = k0 + kk;
         T v = T(0);
-        if (gm < M && gk < K) v = p.tx ? X[gk * M + gm] : X[gm * K + gk];
+        if (gm < M && gk < K) v = round_input(p.tx ? X[gk * M + gm] : X[gm * K + gk], p.round_bits);
         Xs[kk][mm] = v;
       }
       for (int i = tid; i < BN * BK; i += kThreads) {
@@ -69,7 +72,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_tiled_kernel(GemmP
         else      { kk = i / BN; nn = i % BN; }  // Y stored (K, N): n contiguous
         const int64_t gn = n0 + nn, gk = k0 + kk;
         T v = T(0);
-        if (gn < N && gk < K) v = p.ty ? Y[gn * K + gk] : Y[gk * N + gn];
+        if (gn < N && gk < K) v = round_input(p.ty ? Y[gn * K + gk] : Y[gk * N + gn], p.round_bits);
         Ys[kk][nn] = v;
       }
       __syncthreads();
@@ -145,12 +148,21 @@ void gemm_cublas(const GemmParams<float>& p, cudaStream_t stream) {
   const int ldx = static_cast<int>(std::max<int64_t>(1, p.tx ? p.M : p.K));
   const int ldc = static_cast<int>(std::max<int64_t>(1, p.N));
   const float one = 1.0f, zero = 0.0f;
+  // The matmul precision picks the compute type: exact SGEMM, or the tensor-core TF32 / bf16 down-conversion.
+  const MatmulPrecision precision = matmul_precision();
+  const bool fast = precision != MatmulPrecision::fp32 && api.gemm_strided_batched_ex != nullptr;
+  const cublasComputeType_t compute =
+      precision == MatmulPrecision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_TF32;
   auto call = [&](const float* X, const float* Y, float* C, int batch, const float* beta) {
-    const cublasStatus_t s = api.sgemm_strided_batched(h, op_y, op_x, static_cast<int>(p.N), static_cast<int>(p.M),
-                                                       static_cast<int>(p.K), &one, Y, ldy, p.sy, X, ldx, p.sx, beta,
-                                                       C, ldc, p.sc, batch);
+    const int m = static_cast<int>(p.N), n = static_cast<int>(p.M), k = static_cast<int>(p.K);
+    const cublasStatus_t s =
+        fast ? api.gemm_strided_batched_ex(h, op_y, op_x, m, n, k, &one, Y, kCudaR32F, ldy, p.sy, X, kCudaR32F, ldx,
+                                           p.sx, beta, C, kCudaR32F, ldc, p.sc, batch, compute, kCublasGemmDefault)
+             : api.sgemm_strided_batched(h, op_y, op_x, m, n, k, &one, Y, ldy, p.sy, X, ldx, p.sx, beta, C, ldc,
+                                         p.sc, batch);
     if (s != CUBLAS_STATUS_SUCCESS) {
-      throw std::runtime_error(std::string("cublasSgemmStridedBatched failed: ") + cublas_status_string(s));
+      throw std::runtime_error(std::string(fast ? "cublasGemmStridedBatchedEx" : "cublasSgemmStridedBatched") +
+                               " failed: " + cublas_status_string(s));
     }
   };
   if (!p.reduce_batch) {
@@ -175,7 +187,14 @@ template <typename T> void gemm(GemmParams<T> p, cudaStream_t stream, MatmulBack
   }
   bool use_cublas = false;
   if constexpr (std::is_same<T, float>::value) {
+    const MatmulPrecision precision = matmul_precision();
+    p.round_bits = matmul_round_bits();
     use_cublas = backend == MatmulBackend::cublas || (backend == MatmulBackend::automatic && cublas_loaded());
+    // bf16 needs cublasGemmStridedBatchedEx (tf32 also works through the math mode): else the own kernel emulates it.
+    if (use_cublas && precision == MatmulPrecision::bf16 && cublas_api().gemm_strided_batched_ex == nullptr &&
+        backend == MatmulBackend::automatic) {
+      use_cublas = false;
+    }
     if (use_cublas) gemm_cublas(p, stream);
   } else {
     if (backend == MatmulBackend::cublas) throw std::runtime_error("matmul (cuBLAS): float64 is not supported");
@@ -184,6 +203,11 @@ template <typename T> void gemm(GemmParams<T> p, cudaStream_t stream, MatmulBack
 }
 
 }  // namespace
+
+int matmul_round_bits() {
+  const MatmulPrecision p = matmul_precision();
+  return p == MatmulPrecision::bf16 ? 7 : p == MatmulPrecision::tf32 ? 10 : 23;
+}
 
 template <typename T>
 void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,

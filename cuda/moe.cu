@@ -413,6 +413,7 @@ template <typename T> struct RowGemm {
   const int32_t* offsets;
   int64_t E, N, K, y_stride;
   bool accumulate;
+  int round_bits = 23;  // the matmul precision (common.cuh round_input)
 };
 
 // Row tile `tile` counted over the experts in order (expert e has ceil(rows_e / BM) tiles): its expert, its first
@@ -459,7 +460,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_row_gemm_kernel(Row
     for (int i = tid; i < BM * BK; i += kGemmThreads) {
       const int mm = i / BK, kk = i % BK;  // X rows: k contiguous
       const int64_t gm = m0 + mm, gk = k0 + kk;
-      Xs[kk][mm] = (gm < m_end && gk < K) ? X[gm * K + gk] : T(0);
+      Xs[kk][mm] = (gm < m_end && gk < K) ? round_input(X[gm * K + gk], p.round_bits) : T(0);
     }
     for (int i = tid; i < BN * BK; i += kGemmThreads) {
       int nn, kk;
@@ -467,7 +468,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_row_gemm_kernel(Row
       else         { kk = i / BN; nn = i % BN; }  // Y_e stored (K, N): n contiguous
       const int64_t gn = n0 + nn, gk = k0 + kk;
       T v = T(0);
-      if (gn < N && gk < K) v = kTransY ? Y[gn * K + gk] : Y[gk * N + gn];
+      if (gn < N && gk < K) v = round_input(kTransY ? Y[gn * K + gk] : Y[gk * N + gn], p.round_bits);
       Ys[kk][nn] = v;
     }
     __syncthreads();
@@ -511,6 +512,7 @@ template <typename T> struct WeightGradGemm {
   const T* Y;
   const int32_t* offsets;
   int64_t M, N;
+  int round_bits = 23;
 };
 
 template <typename T, int BM, int BN, int BK, int TM, int TN>
@@ -537,12 +539,12 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_weight_grad_kernel(
     for (int i = tid; i < BM * BK; i += kGemmThreads) {
       const int kk = i / BM, mm = i % BM;  // X rows: m contiguous
       const int64_t gm = m0 + mm, gk = k0 + kk;
-      Xs[kk][mm] = (gm < M && gk < r_end) ? p.X[gk * M + gm] : T(0);
+      Xs[kk][mm] = (gm < M && gk < r_end) ? round_input(p.X[gk * M + gm], p.round_bits) : T(0);
     }
     for (int i = tid; i < BN * BK; i += kGemmThreads) {
       const int kk = i / BN, nn = i % BN;  // Y rows: n contiguous
       const int64_t gn = n0 + nn, gk = k0 + kk;
-      Ys[kk][nn] = (gn < N && gk < r_end) ? p.Y[gk * N + gn] : T(0);
+      Ys[kk][nn] = (gn < N && gk < r_end) ? round_input(p.Y[gk * N + gn], p.round_bits) : T(0);
     }
     __syncthreads();
 #pragma unroll
@@ -648,7 +650,7 @@ void row_gemm_tiles(const RowGemm<double>& p, int64_t pairs, int64_t capacity, c
 template <typename T>
 void row_gemm(T* C, const T* X, const T* Y, int64_t y_stride, const T* bias, bool trans_y, bool accumulate,
               int64_t N, int64_t K, const MoeSaved<T>& s, const MoeConfig& c, cudaStream_t stream) {
-  const RowGemm<T> p{C, X, Y, bias, s.offsets, c.E, N, K, y_stride, accumulate};
+  const RowGemm<T> p{C, X, Y, bias, s.offsets, c.E, N, K, y_stride, accumulate, matmul_round_bits()};
   if (trans_y) {
     row_gemm_tiles<true>(p, c.N * c.k, c.capacity, stream);
   } else {
@@ -682,7 +684,7 @@ template <typename T>
 void weight_grad(T* dW, const T* X, const T* Y, int64_t M, int64_t N, const MoeSaved<T>& s, const MoeConfig& c,
                  cudaStream_t stream) {
   if (M <= 0 || N <= 0 || c.E <= 0) return;
-  weight_grad_tiles(WeightGradGemm<T>{dW, X, Y, s.offsets, M, N}, c.E, stream);
+  weight_grad_tiles(WeightGradGemm<T>{dW, X, Y, s.offsets, M, N, matmul_round_bits()}, c.E, stream);
 }
 
 // dbias (E, C) += per expert column sums of G (R, C).

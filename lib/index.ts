@@ -1,7 +1,7 @@
 export { Tensor } from './tensor';
 export type { FloatDType } from './tensor';
 export { ops, runAsync, scalar, Scalar } from './ops';
-export type { DType, Device, AnyTypedArray, Isa, AllocStats, CudaInfo, CudaMemoryStats } from './native';
+export type { DType, Device, AnyTypedArray, Isa, AllocStats, CudaInfo, CudaMemoryStats, MatmulPrecision } from './native';
 export { wavelet, WAVELET_DEFAULTS } from './wavelet';
 export type { CmorOptions, WaveletTransformOptions } from './wavelet';
 export { validateConfig, ConfigError } from './models/config';

@@ -5,6 +5,7 @@
 #include "../core/error.h"
 #include "../core/storage.h"
 #include "../core/thread_pool.h"
+#include "../kernels/matmul_precision.h"
 #include "../kernels/random.h"
 #include "args.h"
 #include "gpu_job.h"
@@ -98,6 +99,18 @@ void register_core_ops(Napi::Env env, Napi::Object exports) {
                   a.fail_range(e.what());
                 }
                 return info.Env().Undefined();
+              }));
+  exports.Set("setMatmulPrecision", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                Args a(info, "setMatmulPrecision");
+                const std::string p = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+                if (p == "fp32") set_matmul_precision(MatmulPrecision::fp32);
+                else if (p == "tf32") set_matmul_precision(MatmulPrecision::tf32);
+                else if (p == "bf16") set_matmul_precision(MatmulPrecision::bf16);
+                else a.fail_type("argument 'precision' must be 'fp32', 'tf32' or 'bf16'");
+                return info.Env().Undefined();
+              }));
+  exports.Set("matmulPrecision", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                return Napi::String::New(info.Env(), matmul_precision_name(matmul_precision()));
               }));
   exports.Set("allocStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 AllocStats s = alloc_stats();

@@ -13,6 +13,12 @@
 // batch folding, edge tiles) never changes the arithmetic, so results are identical for any thread count.
 #include "matmul.h"
 
+#include <atomic>
+#include <type_traits>
+#include <vector>
+
+#include "matmul_precision.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -417,10 +423,14 @@ void matmul_forward_blocked(T* C, const T* A, const T* B, int64_t batch, int64_t
   blocked_forward(C, A, B, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);
 }
 
+namespace {
+
+std::atomic<int> g_matmul_precision{static_cast<int>(MatmulPrecision::fp32)};
+
+// The product at the operands' own precision (every path: plain loops, skinny, blocked).
 template <typename T>
-void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
-                    bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool accumulate) {
-  if (batch <= 0 || M <= 0 || N <= 0) return;
+void forward_exact(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
+                   bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool accumulate) {
   if (K > 0 && M * N * K <= kSmallGemm) {
     // Packing costs more than it saves: plain loops, the batch split over threads.
     int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / (M * N * K));
@@ -435,6 +445,53 @@ void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int6
     return;
   }
   matmul_forward_blocked(C, A, B, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);
+}
+
+// A copy of the `count` floats at src rounded to the matmul precision, in a per-thread buffer reused across calls.
+const float* rounded_copy(std::vector<float>* buffer, const float* src, int64_t count, MatmulPrecision p) {
+  buffer->resize(static_cast<size_t>(count));
+  const int bits = p == MatmulPrecision::bf16 ? 7 : 10;
+  float* dst = buffer->data();
+  parallel_for(count, 1 << 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = round_mantissa(src[i], bits);
+  });
+  return dst;
+}
+
+// Elements an operand spans over the batch (a broadcast one, stride 0, spans one matrix).
+int64_t operand_span(int64_t batch, int64_t stride, int64_t matrix) {
+  return stride == 0 ? matrix : (batch - 1) * stride + matrix;
+}
+
+}  // namespace
+
+void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(static_cast<int>(p)); }
+MatmulPrecision matmul_precision() { return static_cast<MatmulPrecision>(g_matmul_precision.load()); }
+const char* matmul_precision_name(MatmulPrecision p) {
+  switch (p) {
+    case MatmulPrecision::fp32: return "fp32";
+    case MatmulPrecision::tf32: return "tf32";
+    case MatmulPrecision::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+template <typename T>
+void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
+                    bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool accumulate) {
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    const MatmulPrecision p = matmul_precision();
+    if (p != MatmulPrecision::fp32 && K > 0) {
+      // Emulated tensor-core precision: the inputs rounded once, then the float32 product (see matmul_precision.h).
+      thread_local std::vector<float> a_buffer, b_buffer;
+      const float* a = rounded_copy(&a_buffer, A, operand_span(batch, stride_a, M * K), p);
+      const float* b = rounded_copy(&b_buffer, B, operand_span(batch, stride_b, K * N), p);
+      forward_exact(C, a, b, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);
+      return;
+    }
+  }
+  forward_exact(C, A, B, batch, M, N, K, trans_a, trans_b, stride_a, stride_b, stride_c, accumulate);
 }
 
 template <typename T>

@@ -66,4 +66,4 @@ function load(): NativeBinding {
 
 export const binding: NativeBinding = load();
 export type { DType, Device, NativeTensor, AnyTypedArray, TypedArrayOf } from './types/tensor';
-export type { Isa, AllocStats, CudaInfo, CudaMemoryStats } from './types/core';
+export type { Isa, AllocStats, CudaInfo, CudaMemoryStats, MatmulPrecision } from './types/core';

@@ -34,6 +34,11 @@ export interface RunOptions {
   threads?: number;
   /** 'cpu' (default), or 'cuda' / 'cuda:N' with the CUDA-enabled build and a GPU. */
   device?: string;
+  /**
+   * Matrix products in 'fp32' (default), 'tf32' or 'bf16' (inputs rounded, float32 sums; weights, norms, softmax,
+   * the loss and AdamW stay float32): ops.setMatmulPrecision for the run, restored after it.
+   */
+  precision?: string;
   seed?: number;
   evalEvery?: number;
   saveEvery?: number;
@@ -55,6 +60,20 @@ export interface RunResult {
 }
 
 export async function trainRun(o: RunOptions): Promise<RunResult> {
+  const precision = o.precision ?? 'fp32';
+  if (precision !== 'fp32' && precision !== 'tf32' && precision !== 'bf16') {
+    throw new TypeError(`precision must be 'fp32', 'tf32' or 'bf16', got ${JSON.stringify(precision)}`);
+  }
+  const previous = ops.matmulPrecision();
+  ops.setMatmulPrecision(precision);
+  try {
+    return await run(o);
+  } finally {
+    ops.setMatmulPrecision(previous);
+  }
+}
+
+async function run(o: RunOptions): Promise<RunResult> {
   const device = usableDevice(o.device ?? 'cpu'); // fails before any data is read or model built
   if (o.threads !== undefined) ops.setNumThreads(o.threads);
   const seed = o.seed ?? 0;

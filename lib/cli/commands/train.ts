@@ -1,7 +1,7 @@
 /** `wavemoe train`: trains a preset or config on the embedded corpus or the user's text, with a progress bar. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { ops } from '../../ops';
 import { trainRun } from '../../train/run';
@@ -27,6 +27,7 @@ export function trainCommand(): Command {
     .option('--grad-accum <n>', 'micro-batches per step', int(1), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int(1, 1024))
     .option('--device <name>', 'cpu, or cuda / cuda:N (needs the CUDA-enabled build: npm run build:cuda)', 'cpu')
+    .addOption(new Option('--precision <p>', 'matrix products: fp32, or tf32 / bf16 inputs with float32 sums').choices(['fp32', 'tf32', 'bf16']).default('fp32'))
     .option('--out <dir>', 'run directory (checkpoints, metrics, figures)', 'wavemoe-run')
     .option('--resume', 'continue from the latest checkpoint in --out')
     .option('--eval-every <n>', 'evaluate every n steps (0: at the end)', int(0), 50)
@@ -54,6 +55,7 @@ interface TrainCliOptions {
   gradAccum: number;
   threads?: number;
   device: string;
+  precision: string;
   out: string;
   resume?: boolean;
   evalEvery: number;
@@ -126,6 +128,7 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
       gradAccum: o.gradAccum,
       threads: o.threads,
       device: o.device,
+      precision: o.precision,
       seed: o.seed,
       evalEvery: o.evalEvery,
       saveEvery: o.saveEvery,

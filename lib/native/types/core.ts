@@ -2,6 +2,7 @@
 import type { NativeTensor } from './tensor';
 
 export type Isa = 'generic' | 'avx2' | 'avx512';
+export type MatmulPrecision = 'fp32' | 'tf32' | 'bf16';
 
 export interface AllocStats {
   /** Bytes of native tensor memory alive now. */
@@ -63,6 +64,14 @@ export interface CoreOps {
   /** Forces a variant (tests use it to cover every path); throws if this CPU cannot run it. */
   setIsa(isa: Isa): void;
   allocStats(): AllocStats;
+  /**
+   * Process-wide precision of float32 matrix products (as torch.set_float32_matmul_precision): 'fp32' (default),
+   * 'tf32' or 'bf16' round the inputs of every product (Linear layers, the output layer, the MoE router and experts)
+   * to that format and sum in float32; weights, outputs, norms, softmax, the loss and AdamW stay float32. On a GPU
+   * these are cuBLAS's tensor-core paths; on the CPU they are emulated (same numbers, no speed-up). float64 is exact.
+   */
+  setMatmulPrecision(precision: MatmulPrecision): void;
+  matmulPrecision(): MatmulPrecision;
   /** out[i] ~ U[lo, hi), a pure function of (seed, i). */
   randomUniform(out: NativeTensor, seed: number, lo: number, hi: number): void;
   randomUniformAsync(out: NativeTensor, seed: number, lo: number, hi: number): Promise<void>;
