@@ -14,17 +14,21 @@
 #   3. every $CUDA_BUILD_DIR/cuda_test_* program (the tests), TEST_TIMEOUT s each (default 150)       -> tests.log
 #   4. if .device/node.xz was carried: unpack Node to /tmp/node; if test/gpu/run.js exists, run it
 #      (WAVEMOE_CUDA_ADDON=.device/wavemoe.node when carried), NODE_TIMEOUT s (default 120)          -> node.log
+#   4b. with Node, dist/ and the CUDA addon carried: bench/gpu_train.sh (issue 13: moe-small and moe-base trained
+#      in fp32 and bf16 by wavemoe and by PyTorch eager and torch.compile, generation at batch 1 and 32, the
+#      ratios) with GPU_TRAIN_ARGS (default "--steps 5 --warmup 2"), GPU_TRAIN_TIMEOUT s (default 240) and
+#      --budget-s 15 s less; the tests and the Node suite leave GPU_TRAIN_RESERVE_S (default 150) for it  -> gpu_train.log
 #   5. bench/cuda.sh (native --bench programs, the PyTorch baseline, the ratios)                      -> bench.log,
 #                                                                                                        bench.json
 # then summary.json and one line per step/program (passed / failed / timed out / skipped), and a closing line
-# "device-check: N passed, M failed, K skipped". Files go to ${OUT:-build/device-check} (7 files at most, no
-# folders: within the device tool's 8 files). Exit status 1 if the build, a test program, the Node suite or the
-# bench failed or timed out; 0 otherwise.
+# "device-check: N passed, M failed, K skipped". Files go to ${OUT:-build/device-check} (8 files at most, no
+# folders: the device tool's limit of 8 files; add none without folding it into one of these). Exit status 1 if the
+# build, a test program, the Node suite, the GPU training bench or the bench failed or timed out; 0 otherwise.
 # Knobs: CUDA_BUILD_DIR (default build/cuda), DEVICE_CHECK_BUDGET_S, TEST_TIMEOUT, NODE_TIMEOUT, BUILD_TIMEOUT
 # (default 300), DEVICE_CHECK_TESTS (program names to run, e.g. "cuda_test_moe cuda_test_attention"; default all),
 # DEVICE_CHECK_NO_BUILD=1 (use the build dir as it is), DEVICE_CHECK_BUILD=1 (build even when prebuilt programs
 # were carried), DEVICE_CHECK_NO_BENCH=1, DEVICE_CHECK_NO_NODE=1, BENCH_RESERVE_S (seconds kept for the bench,
-# default 200).
+# default 200), DEVICE_CHECK_NO_GPU_TRAIN=1, GPU_TRAIN_ARGS, GPU_TRAIN_TIMEOUT, GPU_TRAIN_RESERVE_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,13 @@ out="${OUT:-build/device-check}"
 build="${CUDA_BUILD_DIR:-build/cuda}"
 bench_reserve="${BENCH_RESERVE_S:-200}"
 [ -n "${DEVICE_CHECK_NO_BENCH:-}" ] && bench_reserve=0
+# Kept by the tests and the Node suite for the GPU training bench (4b), when it can run: Node, dist/ and the CUDA
+# addon carried (scripts/device-prepare.sh) and bench/gpu_train.sh in this tree.
+gpu_train_reserve="${GPU_TRAIN_RESERVE_S:-150}"
+if [ -n "${DEVICE_CHECK_NO_GPU_TRAIN:-}" ] || [ ! -f bench/gpu_train.sh ] || [ ! -f .device/node.xz ] ||
+  [ ! -f .device/wavemoe.node ] || { [ ! -f dist/index.js ] && [ ! -f .device/dist.tar.xz ]; }; then
+  gpu_train_reserve=0
+fi
 mkdir -p "$out"
 export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
 
@@ -196,7 +207,7 @@ if [ "$st" = passed ]; then
   fi
   for exe in "${progs[@]}"; do
     name=$(basename "$exe")
-    avail=$(($(left) - bench_reserve))
+    avail=$(($(left) - bench_reserve - gpu_train_reserve))
     t=$(min "${TEST_TIMEOUT:-150}" "$avail")
     if [ "$avail" -lt 10 ]; then
       record "$name" "timed out (not run: no time left)" 0
@@ -218,6 +229,30 @@ if [ "$st" = passed ]; then
 fi
 
 # ------------------------------------------------------------------------------------------------ 4. Node (optional)
+# Node (to /tmp/node/bin/node) and dist/, carried by scripts/device-prepare.sh; once, for steps 4 and 4b.
+node_unpacked=""
+unpack_node() {
+  [ -n "$node_unpacked" ] && return 0
+  [ -f .device/node.xz ] || return 1
+  mkdir -p /tmp/node/bin
+  if command -v xz >/dev/null; then
+    xz -dc .device/node.xz >/tmp/node/bin/node
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      .device/node.xz /tmp/node/bin/node
+  fi
+  chmod +x /tmp/node/bin/node
+  # dist/ for the model comparison of test/gpu/run.js (models trained on the GPU against the CPU) and 4b
+  if [ -f .device/dist.tar.xz ] && [ ! -f dist/index.js ]; then
+    if command -v xz >/dev/null; then
+      xz -dc .device/dist.tar.xz | tar -xf - || echo "device-check: could not unpack .device/dist.tar.xz"
+    else
+      python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(".")' .device/dist.tar.xz ||
+        echo "device-check: could not unpack .device/dist.tar.xz"
+    fi
+  fi
+  node_unpacked=1
+}
 if [ -n "${DEVICE_CHECK_NO_NODE:-}" ]; then
   :
 elif [ ! -f .device/node.xz ]; then
@@ -227,23 +262,12 @@ elif [ ! -f test/gpu/run.js ]; then
   echo "device-check: Node GPU suite skipped (test/gpu/run.js absent in this tree)"
 else
   s=$(date +%s)
-  mkdir -p /tmp/node/bin
-  if command -v xz >/dev/null; then
-    xz -dc .device/node.xz >/tmp/node/bin/node
-  else
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-      .device/node.xz /tmp/node/bin/node
-  fi
-  chmod +x /tmp/node/bin/node
-  # dist/ for the model comparison of test/gpu/run.js (models trained on the GPU against the CPU)
-  if [ -f .device/dist.tar.xz ] && [ ! -f dist/index.js ]; then
-    xz -dc .device/dist.tar.xz | tar -xf - || echo "device-check: could not unpack .device/dist.tar.xz"
-  fi
+  unpack_node
   {
     echo "== node $(/tmp/node/bin/node --version 2>&1)"
     [ -f .device/wavemoe.node ] && echo "== WAVEMOE_CUDA_ADDON=$PWD/.device/wavemoe.node"
   } >"$out/node.log"
-  avail=$(($(left) - bench_reserve))
+  avail=$(($(left) - bench_reserve - gpu_train_reserve))
   t=$(min "${NODE_TIMEOUT:-120}" "$avail")
   if [ "$avail" -lt 10 ]; then
     record node-gpu-suite "timed out (not run: no time left)" 0
@@ -267,6 +291,41 @@ else
       tail -n 3 "$out/node.log"
     fi
     record node-gpu-suite "$st" $(($(date +%s) - s))
+  fi
+fi
+
+# ------------------------------------------------------------------------------------------------ 4b. GPU training bench
+# bench/gpu_train.sh with a bounded number of steps: everything it prints goes to gpu_train.log (its per-part logs to
+# /tmp/gpu-train); the reply shows its own lines, failures and the ratio tables.
+if [ -n "${DEVICE_CHECK_NO_GPU_TRAIN:-}" ]; then
+  echo "device-check: gpu-train skipped (DEVICE_CHECK_NO_GPU_TRAIN)"
+elif [ ! -f bench/gpu_train.sh ]; then
+  echo "device-check: gpu-train skipped (bench/gpu_train.sh absent in this tree)"
+elif ! unpack_node; then
+  record gpu-train "skipped (no .device/node.xz carried: scripts/device-prepare.sh, carry [\".device\"])" 0
+elif [ ! -f dist/index.js ]; then
+  record gpu-train "skipped (no dist/: npm run build:ts, then scripts/device-prepare.sh)" 0
+elif [ ! -f .device/wavemoe.node ]; then
+  record gpu-train "skipped (no CUDA addon carried: build-cuda/Release/wavemoe.node)" 0
+else
+  s=$(date +%s)
+  avail=$(($(left) - bench_reserve))
+  t=$(min "${GPU_TRAIN_TIMEOUT:-240}" "$avail")
+  if [ "$avail" -lt 60 ]; then
+    record gpu-train "timed out (not run: no time left)" 0
+  else
+    # shellcheck disable=SC2086  # GPU_TRAIN_ARGS is a list of flags
+    (
+      export PATH="/tmp/node/bin:$PATH" WAVEMOE_ADDON="$PWD/.device/wavemoe.node" GPU_TRAIN_OUT=/tmp/gpu-train
+      timeout -k 10 "$t" bash bench/gpu_train.sh ${GPU_TRAIN_ARGS:---steps 5 --warmup 2} --budget-s $((t - 15))
+    ) 2>&1 | tee "$out/gpu_train.log" |
+      awk '/^training tokens\/s/ {show = 1} /^bench:gpu-train:|FAILED|^target / || (show && !/^\{/) {print; fflush()}'
+    rc=${PIPESTATUS[0]}
+    st=$(status_of_rc $rc "$out/gpu_train.log" '^bench:gpu-train: SKIPPED')
+    if [ "$st" = skipped ]; then
+      st="skipped ($(sed -n 's/^bench:gpu-train: SKIPPED (\(.*\))$/\1/p' "$out/gpu_train.log" | head -n 1 | cut -c1-150))"
+    fi
+    record gpu-train "$st" $(($(date +%s) - s))
   fi
 fi
 

@@ -187,8 +187,8 @@ class Attention(nn.Module):
             return self._merge((p * values).sum(-2, keepdim=True))
         scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scale  # [B, H, T, L]
         if T > 1:
-            i = torch.arange(T)[:, None] + pos
-            j = torch.arange(L)[None, :]
+            i = torch.arange(T, device=scores.device)[:, None] + pos
+            j = torch.arange(L, device=scores.device)[None, :]
             scores = scores.masked_fill(j > i, float('-inf'))
         o = torch.matmul(scores.softmax(-1), values)
         return self._merge(o)
@@ -263,7 +263,7 @@ class MoE(nn.Module):
                 outs.append(self.experts[e](xs[start:start + n]))
                 start += n
         ys = torch.cat(outs) * weight.reshape(-1).index_select(0, order)[:, None]
-        out = torch.zeros_like(x).index_add_(0, token, ys)
+        out = torch.zeros_like(x).index_add_(0, token, ys.to(x.dtype))  # .to: a no-op unless under autocast
 
         if torch.is_grad_enabled():
             if probs is None:
@@ -372,11 +372,13 @@ class Transformer(nn.Module):
         return (ce + aux if aux is not None else ce), ce
 
     # ---- generation with a KV cache -------------------------------------------------------------------------------
-    def new_cache(self, batch, capacity):
+    def new_cache(self, batch, capacity, device=None):
+        """Per layer K and V [batch, Hkv, capacity, d_head], float32, on `device` (default: where the model is)."""
         c = self.config
         hd = c['d_model'] // c['n_heads']
         shape = (batch, c['n_kv_heads'], capacity, hd)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.layers]
+        device = self.rope_cos.device if device is None else device
+        return [(torch.zeros(shape, device=device), torch.zeros(shape, device=device)) for _ in self.layers]
 
     def decode(self, ids, cache, pos):
         """Feeds ids [B, Tn] at positions [pos, pos + Tn); returns the logits of the last position [B, V]."""
