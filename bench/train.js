@@ -36,7 +36,8 @@ async function child(o) {
   }
   const data = { batchSize: o.batch, seqLen: o.seq, batch: () => ({ inputs, targets }), evalBatches: function* () {} };
   const [warmup, timed] = STEPS[o.model];
-  const steps = o.steps || timed;
+  // Timed steps alternate recorded and sync ones: at least one of each, so both medians exist.
+  const steps = Math.max(2, o.steps || timed);
   const trainer = new Trainer(model, data, { steps: 1000, lr: 3e-4, minLr: 3e-4, warmupSteps: 0, weightDecay: 0.1, gradClip: 1 });
   const times = [];
   const syncTimes = [];
