@@ -9,12 +9,14 @@
  * Tolerances (float32): a loss within 1e-4 relative; a gradient tensor within 2e-3 · max|g_cpu| + 1e-7 per element
  * (the GPU sums in other orders, and after the first update the weights differ by AdamW-amplified roundoff); decode
  * logits within 1e-3 · max|logit| after 6 tokens. MoE routing can flip on a near-tie: the worst token shows as a
- * large gradient error, which is why the report names the step, tensor and index.
+ * large gradient error, which is why the report names the step, tensor and index. bf16 (matmul precision): the
+ * GPU's bf16 run against the CPU's fp32 run, every step's loss within 2% (what the CPU emulation of bf16 measured
+ * on moe-small: bench/precision.js).
  */
 'use strict';
 const wm = require('../../dist/index.js');
 
-const TOL = { lossRel: 1e-4, gradRel: 2e-3, gradAbs: 1e-7, logitRel: 1e-3 };
+const TOL = { lossRel: 1e-4, gradRel: 2e-3, gradAbs: 1e-7, logitRel: 1e-3, bf16LossRel: 0.02 };
 
 function worstGrad(cpu, gpu) {
   let worst = { ratio: 0 };
@@ -69,13 +71,40 @@ function compareModel(name, config, batch, seqLen, steps) {
   stA.dispose();
   stB.dispose();
   report.worstLogit = worstLogit;
-  report.peakGpuBytes = wm.ops.cudaMemoryStats('cuda:0').peakBytesInUse;
+  report.peakGpuBytes = wm.ops.fakeCuda ? 0 : wm.ops.cudaMemoryStats('cuda:0').peakBytesInUse;
   for (const t of [a, b, cpu, gpu]) t.dispose();
   return report;
 }
 
+// Tiny MoE trained in bf16 on the GPU and in fp32 on the CPU: the worst per-step loss gap as a fraction of its tolerance.
+function compareBf16(config, batch, seqLen, steps) {
+  const tokens = Int32Array.from({ length: 20000 }, (_, i) => (i * 7919 + (i >> 3) * 31) % config.vocab_size);
+  const source = () => wm.languageModelSource(tokens, tokens.subarray(0, 4000), batch, seqLen, 1);
+  const cpu = new wm.Transformer(config), gpu = new wm.Transformer(config);
+  cpu.init(9);
+  gpu.init(9);
+  gpu.to('cuda:0');
+  const opts = { steps, lr: 1e-3, warmupSteps: 0, evalBatches: 1 };
+  const a = new wm.Trainer(cpu, source(), opts), b = new wm.Trainer(gpu, source(), opts);
+  let worst = 0;
+  const losses = [];
+  for (let s = 0; s < steps; s++) {
+    wm.ops.setMatmulPrecision('fp32');
+    const x = a.trainStep();
+    wm.ops.setMatmulPrecision('bf16');
+    const y = b.trainStep();
+    losses.push([x.loss, y.loss]);
+    worst = Math.max(worst, Math.abs(x.loss - y.loss) / (TOL.bf16LossRel * x.loss));
+  }
+  wm.ops.setMatmulPrecision('fp32');
+  for (const t of [a, b, cpu, gpu]) t.dispose();
+  return { name: 'tiny-moe-bf16', worstLoss: worst, worstGrad: { ratio: 0 }, worstLogit: 0, steps: losses, peakGpuBytes: 0 };
+}
+
 function main() {
-  if (!wm.ops.cuda || !wm.ops.cudaInfo().available) {
+  // WAVEMOE_FAKE_CUDA=cpu-kernels runs this harness on the fake device (CPU kernels, exact): a check of the harness
+  // itself, so that a GPU session does not find its bugs (test/gpu/model.test.ts does that on every run).
+  if (!wm.ops.fakeCuda && (!wm.ops.cuda || !wm.ops.cudaInfo().available)) {
     process.stdout.write(JSON.stringify({ skipped: wm.ops.cudaInfo().reason ?? 'no CUDA build' }) + '\n');
     return;
   }
@@ -84,6 +113,7 @@ function main() {
     compareModel('tiny-moe', tiny, 4, 33, 4),
     compareModel('moe-small', wm.preset('moe-small'), 2, 64, 3),
     compareModel('seed-wavelet-tiny', wm.preset('seed-wavelet-tiny'), 4, 64, 3),
+    compareBf16(tiny, 4, 33, 8),
   ];
   process.stdout.write(JSON.stringify({ results }) + '\n');
 }
