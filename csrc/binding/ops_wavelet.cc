@@ -14,6 +14,7 @@
 
 #ifdef WAVEMOE_CUDA
 #include "../../cuda/wavelet.h"
+#include "../../cuda/wavelet_analysis.h"
 #endif
 
 namespace wavemoe {
@@ -137,6 +138,12 @@ Job prepare_haar_forward(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(out, "out", x, "x");
   a.expect_shape(out, "out", replace_last(x, {haar_output_length(n, levels)}));
   a.expect_no_overlap(out, "out", x, "x");
+  WAVEMOE_GPU_JOB(a, [=, rows = rows, n = n](cudaStream_t stream) {
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::haar_forward<T>(out.ptr<T>(), x.ptr<T>(), rows, n, levels, stream);
+    });
+  });
   return {[=, rows = rows, n = n] {  // structured bindings are captured by name only from C++20 (clang 14)
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
@@ -159,6 +166,13 @@ Job prepare_cwt_forward(const Napi::CallbackInfo& info) {
   a.expect_same_dtype(out, "out", x, "x");
   a.expect_shape(out, "out", replace_last(x, {S, 2 * n}));
   a.expect_no_overlap(out, "out", x, "x");
+  WAVEMOE_GPU_JOB(a, [=, rows = rows, n = n](cudaStream_t stream) {
+    const CwtPlan plan = cwt_plan(spec, scales.data(), S, n);  // taps on the host, in double; copied by the kernel
+    dispatch_float(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gpu::cwt_forward<T>(out.ptr<T>(), x.ptr<T>(), plan, rows, stream);
+    });
+  });
   return {[=, rows = rows, n = n] {  // structured bindings are captured by name only from C++20 (clang 14)
     const CwtPlan plan = cwt_plan(spec, scales.data(), S, n);
     dispatch_float(x.dtype, [&](auto t) {

@@ -278,6 +278,21 @@ for (const dtype of ['float32', 'float64']) {
   });
 }
 
+// ---- wavelet analysis: Haar approximation and the complex Morlet CWT (bit-identical: both sum in double, same order)
+for (const dtype of ['float32', 'float64']) {
+  cases.push({
+    name: `waveletHaarForward and waveletCwtForward ${dtype}`,
+    tol: exact,
+    run: (addon, m) => {
+      const x = m.rand([3, 37], dtype, -2, 2), haar = m.zeros([3, 10], dtype); // 37 → 19 → 10: odd lengths pad
+      addon.waveletHaarForward(haar, x, 2);
+      const sig = m.rand([2, 29], dtype), cwt = m.zeros([2, 3, 58], dtype);
+      addon.waveletCwtForward(cwt, sig, { scales: [2, 3.5, 8], bandwidth: 1.1, center: 1.3 });
+      return { haar, cwt };
+    },
+  });
+}
+
 // ---- sampling: identical ids over the option grid (probs within tolerance)
 for (const [B, V] of [[1, 2], [3, 50254], [5, 1031]]) {
   for (const opts of [
