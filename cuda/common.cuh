@@ -38,6 +38,26 @@ __device__ __forceinline__ float round_input(float x, int bits) {
 }
 __device__ __forceinline__ double round_input(double x, int) { return x; }
 
+// One BK-deep step of a register-tiled GEMM from shared memory (cuda/matmul.cu, cuda/moe.cu): thread (ty, tx) of the
+// (BM/TM) x (BN/TN) grid adds Xs[:, ty + i·BM/TM] ⊗ Ys[:, tx + j·BN/TN] into its TM x TN accumulators, k in order.
+template <typename T, int BM, int BN, int BK, int TM, int TN>
+__device__ __forceinline__ void tile_fma(T (&acc)[TM][TN], const T (&Xs)[BK][BM + 1], const T (&Ys)[BK][BN + 1],
+                                         int tx, int ty) {
+  constexpr int kRowThreads = BM / TM, kColThreads = BN / TN;
+#pragma unroll
+  for (int kk = 0; kk < BK; ++kk) {
+    T xf[TM], yf[TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) xf[i] = Xs[kk][ty + i * kRowThreads];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) yf[j] = Ys[kk][tx + j * kColThreads];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = fma(xf[i], yf[j], acc[i][j]);
+  }
+}
+
 // The mantissa bits of the process-wide matmul precision (host side).
 int matmul_round_bits();
 

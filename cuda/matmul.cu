@@ -76,18 +76,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_tiled_kernel(GemmP
         Ys[kk][nn] = v;
       }
       __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < BK; ++kk) {
-        T xf[TM], yf[TN];
-#pragma unroll
-        for (int i = 0; i < TM; ++i) xf[i] = Xs[kk][ty + i * kRowThreads];
-#pragma unroll
-        for (int j = 0; j < TN; ++j) yf[j] = Ys[kk][tx + j * kColThreads];
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-          for (int j = 0; j < TN; ++j) acc[i][j] = fma(xf[i], yf[j], acc[i][j]);
-      }
+      tile_fma<T, BM, BN, BK, TM, TN>(acc, Xs, Ys, tx, ty);
       __syncthreads();
     }
   }

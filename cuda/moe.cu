@@ -17,6 +17,7 @@
 #include <string>
 
 #include "allocator.h"
+#include "activation_math.cuh"
 #include "common.cuh"
 #include "matmul.h"
 
@@ -27,28 +28,10 @@ namespace {
 constexpr int kThreads = kElementwiseThreads;
 
 // ============================================ activations ============================================
-// The CPU's formulas (csrc/kernels/activations.cc), as in cuda/activations.cu.
-
-constexpr double kSqrt2OverPi = 0.7978845608028654;  // √(2/π)
-constexpr double kGeluCubic = 0.044715;
-
-struct Relu {
-  template <typename T> __device__ static T value(T x) { return x < T(0) ? T(0) : x; }
-  template <typename T> __device__ static T grad(T x) { return x > T(0) ? T(1) : T(0); }
-};
-struct GeluTanh {  // 0.5 (1 + tanh u) = σ(2u)
-  template <typename T> __device__ static T u(T x) { return T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x); }
-  template <typename T> __device__ static T value(T x) { return x / (T(1) + exp(T(-2) * u(x))); }
-  template <typename T> __device__ static T grad(T x) {
-    const T s = T(1) / (T(1) + exp(T(-2) * u(x)));
-    const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * x * x);
-    return s + T(2) * x * s * (T(1) - s) * du;
-  }
-};
-struct Silu {
-  template <typename T> __device__ static T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
-  template <typename T> __device__ static T value(T x) { return x * sigmoid(x); }
-};
+// The activations of cuda/activations.cu (the CPU's formulas).
+using act::GeluTanh;
+using act::Relu;
+using act::Silu;
 
 // Permuted rows in use: R = offsets[E], read on the device.
 __device__ __forceinline__ int64_t rows_in_use(const int32_t* offsets, int64_t E) { return offsets[E]; }
@@ -472,18 +455,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_row_gemm_kernel(Row
       Ys[kk][nn] = v;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      T xf[TM], yf[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) xf[i] = Xs[kk][ty + i * kRowThreads];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) yf[j] = Ys[kk][tx + j * kColThreads];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fma(xf[i], yf[j], acc[i][j]);
-    }
+    tile_fma<T, BM, BN, BK, TM, TN>(acc, Xs, Ys, tx, ty);
     __syncthreads();
   }
 
@@ -547,18 +519,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_weight_grad_kernel(
       Ys[kk][nn] = (gn < N && gk < r_end) ? round_input(p.Y[gk * N + gn], p.round_bits) : T(0);
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      T xf[TM], yf[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) xf[i] = Xs[kk][ty + i * kRowThreads];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) yf[j] = Ys[kk][tx + j * kColThreads];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fma(xf[i], yf[j], acc[i][j]);
-    }
+    tile_fma<T, BM, BN, BK, TM, TN>(acc, Xs, Ys, tx, ty);
     __syncthreads();
   }
 
