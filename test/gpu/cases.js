@@ -408,6 +408,17 @@ for (const e of [
   }
 }
 
+// ---- the device backend itself: fill (its own kernel) and a device-to-device copy through .to()
+cases.push({
+  name: 'Tensor.fill and .to() on the device, every dtype',
+  tol: exact,
+  run: (addon, m) => {
+    const f = m.zeros([1031]).fill(-2.5), d = m.zeros([7, 3], 'float64').fill(Math.PI), i = m.zeros([5], 'int32').fill(-7);
+    const copied = m.rand([33]).to(f.device);
+    return { f, d, i, copied };
+  },
+});
+
 // Worst |got - want| / (atol + rtol·|want|) over one output; Infinity for a NaN mismatch or a length mismatch.
 function compare(got, want, tol) {
   if (got.length !== want.length) return { ratio: Infinity, index: -1, got: got.length, want: want.length };
