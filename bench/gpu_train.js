@@ -229,12 +229,16 @@ async function trainOne(lib, o, model, name, precision, ctx) {
   const losses = [];
   let mallocsBefore = null;
   let firstStepMs = null;
+  const waitsPerStep = [];
+  const hostWaits = () => (ctx.cuda ? ops.cudaMemoryStats(ctx.device).hostWaits : 0);
   try {
     for (let i = 0; i < o.warmup + o.steps; i++) {
       if (i === o.warmup && ctx.cuda) mallocsBefore = ops.cudaMemoryStats(ctx.device).deviceMallocs;
       sync();
+      const waits0 = hostWaits();
       const t0 = performance.now();
       const r = await trainer.trainStepAsync();
+      if (i >= o.warmup && ctx.cuda) waitsPerStep.push(hostWaits() - waits0);  // before the timing sync below
       sync();
       const dt = performance.now() - t0;
       if (i === 0) firstStepMs = dt;
@@ -274,6 +278,7 @@ async function trainOne(lib, o, model, name, precision, ctx) {
     peak_mem_mib: mem ? mib(mem.peakBytesInUse) : mib(ops.allocStats().peakBytes),
     peak_mem_kind: mem ? 'cudaMemoryStats peakBytesInUse (this run)' : 'native allocStats peakBytes (process, CPU)',
     device_mallocs_in_timed_steps: mem && mallocsBefore !== null ? mem.deviceMallocs - mallocsBefore : null,
+    host_waits_per_step_max: waitsPerStep.length ? Math.max(...waitsPerStep) : null,
     loss: losses,
   };
 }

@@ -3,6 +3,10 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -69,14 +73,13 @@ class CudaBackend final : public DeviceBackend {
     if (bytes == 0) return;
     use_device(index);
     WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream(index)));
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream(index)));
+    host_wait(stream(index));
   }
 
   void copy_from_host(void* dst, const void* src, size_t bytes, int index) override {
     if (bytes == 0) return;
     use_device(index);
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(index)));
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream(index)));  // the JS array may be collected right after
+    copy_to_device_async(dst, src, bytes, stream(index));  // staged: the JS array may be collected right after
   }
 
   void copy_on_device(void* dst, const void* src, size_t bytes, int index) override {
@@ -96,14 +99,89 @@ class CudaBackend final : public DeviceBackend {
 
   void synchronize(int index) override {
     use_device(index);
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream(index)));
+    host_wait(stream(index));
   }
 };
 
 std::mutex g_stream_mu;
 std::array<cudaStream_t, kMaxDevices> g_streams{};
+std::array<std::atomic<unsigned long long>, kMaxDevices> g_host_waits{};
+
+// Pinned host buffers for uploads that do not wait (copy_to_device_async), per device: a buffer is free again once
+// the event recorded after its copy has completed.
+struct Staging {
+  void* host = nullptr;
+  size_t bytes = 0;
+  cudaEvent_t copied = nullptr;
+};
+constexpr size_t kMinStagingBytes = size_t(64) << 10;
+constexpr size_t kMaxStagedCopy = size_t(64) << 20;  // larger copies (weights, once) go direct and wait
+std::mutex g_staging_mu;
+std::array<std::vector<Staging>, kMaxDevices> g_staging;
+
+int current_device() {
+  int d = 0;
+  WAVEMOE_CUDA_CHECK(cudaGetDevice(&d));
+  if (d < 0 || d >= kMaxDevices) throw std::runtime_error("CUDA device index out of range");
+  return d;
+}
+
+// True when the copy recorded on s.copied has run. cudaErrorNotReady is an answer, not a failure: clear it so that a
+// later launch check does not report it.
+bool staging_free(const Staging& s) {
+  const cudaError_t err = cudaEventQuery(s.copied);
+  if (err == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  WAVEMOE_CUDA_CHECK(err);
+  return true;
+}
+
+// A free staging buffer of at least `bytes` on the current device (a new one when none is free).
+Staging& acquire_staging(int device, size_t bytes) {
+  std::vector<Staging>& pool = g_staging[static_cast<size_t>(device)];
+  for (Staging& s : pool) {
+    if (s.bytes >= bytes && staging_free(s)) return s;
+  }
+  Staging s;
+  s.bytes = kMinStagingBytes;
+  while (s.bytes < bytes) s.bytes *= 2;
+  WAVEMOE_CUDA_CHECK(cudaHostAlloc(&s.host, s.bytes, cudaHostAllocPortable));
+  const cudaError_t err = cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming);
+  if (err != cudaSuccess) {
+    cudaFreeHost(s.host);
+    throw_cuda_error(err, "cudaEventCreateWithFlags (staging)", __FILE__, __LINE__);
+  }
+  pool.push_back(s);
+  return pool.back();
+}
 
 }  // namespace
+
+void host_wait(cudaStream_t s) {
+  ++g_host_waits[static_cast<size_t>(current_device())];
+  WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+unsigned long long host_waits(int index) {
+  return index >= 0 && index < kMaxDevices ? g_host_waits[static_cast<size_t>(index)].load() : 0;
+}
+
+void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t s) {
+  if (bytes == 0) return;
+  if (bytes > kMaxStagedCopy) {
+    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+    host_wait(s);  // src belongs to the caller, who may free it on return
+    return;
+  }
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_staging_mu);
+  Staging& staging = acquire_staging(device, bytes);
+  std::memcpy(staging.host, src, bytes);
+  WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(dst, staging.host, bytes, cudaMemcpyHostToDevice, s));
+  WAVEMOE_CUDA_CHECK(cudaEventRecord(staging.copied, s));
+}
 
 void use_device(int index) { WAVEMOE_CUDA_CHECK(cudaSetDevice(index)); }
 

@@ -26,6 +26,16 @@ inline unsigned int grid_for(int64_t n, int threads = kElementwiseThreads) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+// Records that element `index` of an index tensor holds `value`, out of range, in a run's check word (`bad`; null:
+// the caller checked the indices on the host). The word keeps the smallest such index whatever the thread order
+// (encoding: csrc/core/device_run.h); the kernel then reads nothing out of bounds and writes NaN instead.
+__device__ __forceinline__ void report_bad_index(unsigned long long* bad, int64_t index, int32_t value) {
+  if (bad == nullptr) return;
+  const unsigned long long word =
+      (static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<uint32_t>(index)) << 32) | static_cast<uint32_t>(value);
+  atomicMax(bad, word);
+}
+
 // A matmul input rounded to nearest even at `bits` mantissa bits (csrc/kernels/matmul_precision.h on the device):
 // 23 leaves float32 alone, 10 is TF32, 7 is bfloat16; float64 is never rounded.
 __device__ __forceinline__ float round_input(float x, int bits) {

@@ -58,7 +58,8 @@ template <typename T>
 __global__ void __launch_bounds__(kRowThreads) cross_entropy_row_kernel(T* dlogits, T* losses, double* row_loss,
                                                                          const T* logits, const int32_t* targets,
                                                                          const int64_t* n_valid, int64_t N, int64_t V,
-                                                                         int32_t ignore_index, double grad_scale) {
+                                                                         int32_t ignore_index, double grad_scale,
+                                                                         unsigned long long* bad) {
   __shared__ MaxSum<T> shared[32];
   const int64_t valid = *n_valid;
   const double g = valid > 0 ? grad_scale / static_cast<double>(valid) : 0.0;  // d loss / d logit, per row
@@ -73,6 +74,17 @@ __global__ void __launch_bounds__(kRowThreads) cross_entropy_row_kernel(T* dlogi
       if (threadIdx.x == 0) {
         row_loss[i] = 0.0;
         if (losses) losses[i] = T(0);
+      }
+      continue;
+    }
+    if (t < 0 || t >= V) {  // never read outside the row: NaN loss and gradient, and the first one reported
+      if (d) {
+        for (int64_t j = threadIdx.x; j < V; j += blockDim.x) d[j] = T(NAN);
+      }
+      if (threadIdx.x == 0) {
+        report_bad_index(bad, i, t);
+        row_loss[i] = NAN;
+        if (losses) losses[i] = T(NAN);
       }
       continue;
     }
@@ -124,7 +136,7 @@ __global__ void __launch_bounds__(kReduceThreads) mean_loss_kernel(double* mean_
 template <typename T>
 void cross_entropy_forward_backward(T* dlogits, T* losses, double* mean_loss, const T* logits,
                                     const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
-                                    double grad_scale, cudaStream_t stream) {
+                                    double grad_scale, unsigned long long* bad, cudaStream_t stream) {
   if (N <= 0) {
     if (mean_loss) WAVEMOE_CUDA_CHECK(cudaMemsetAsync(mean_loss, 0, sizeof(double), stream));
     return;
@@ -135,7 +147,8 @@ void cross_entropy_forward_backward(T* dlogits, T* losses, double* mean_loss, co
   WAVEMOE_CUDA_CHECK_LAUNCH("count_valid_kernel");
   const unsigned int blocks = static_cast<unsigned int>(std::min<int64_t>(N, 1 << 20));
   cross_entropy_row_kernel<T><<<blocks, kRowThreads, 0, stream>>>(dlogits, losses, row_loss.get(), logits, targets,
-                                                                  n_valid.get(), N, V, ignore_index, grad_scale);
+                                                                  n_valid.get(), N, V, ignore_index, grad_scale,
+                                                                  bad);
   WAVEMOE_CUDA_CHECK_LAUNCH("cross_entropy_row_kernel");
   if (mean_loss) {
     mean_loss_kernel<<<1, kReduceThreads, 0, stream>>>(mean_loss, row_loss.get(), n_valid.get(), N);
@@ -144,9 +157,10 @@ void cross_entropy_forward_backward(T* dlogits, T* losses, double* mean_loss, co
 }
 
 template void cross_entropy_forward_backward<float>(float*, float*, double*, const float*, const int32_t*, int64_t,
-                                                    int64_t, int32_t, double, cudaStream_t);
+                                                    int64_t, int32_t, double, unsigned long long*, cudaStream_t);
 template void cross_entropy_forward_backward<double>(double*, double*, double*, const double*, const int32_t*,
-                                                     int64_t, int64_t, int32_t, double, cudaStream_t);
+                                                     int64_t, int64_t, int32_t, double, unsigned long long*,
+                                                     cudaStream_t);
 
 }  // namespace gpu
 }  // namespace wavemoe

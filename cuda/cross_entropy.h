@@ -18,11 +18,13 @@ namespace gpu {
 
 // dlogits is (N, V) or null, losses is (N) or null, mean_loss is a device scalar or null; logits is (N, V),
 // targets is (N) (device int32). Rows with targets[i] == ignore_index: loss 0, dlogits row 0. The mean is over the
-// non-ignored rows (0 if none), the row losses summed in double in a fixed order.
+// non-ignored rows (0 if none), the row losses summed in double in a fixed order. A target outside [0, V) that is not
+// the ignore index is never used to read: its row's loss and dlogits are NaN, and the first one is reported in `bad`
+// (a check word of a recorded run, csrc/core/device_run.h; null when the caller checked the targets on the host).
 template <typename T>
 void cross_entropy_forward_backward(T* dlogits, T* losses, double* mean_loss, const T* logits,
                                     const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
-                                    double grad_scale, cudaStream_t stream);
+                                    double grad_scale, unsigned long long* bad, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace wavemoe

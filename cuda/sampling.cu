@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "allocator.h"
+#include "backend.h"
 #include "common.cuh"
 #include "csrc/core/error.h"
 #include "random.h"
@@ -364,7 +365,7 @@ void check_sampling_status(const SamplingStatus* status, int64_t B, cudaStream_t
   std::vector<SamplingStatus> host(static_cast<size_t>(B));
   WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(host.data(), status, host.size() * sizeof(SamplingStatus),
                                      cudaMemcpyDeviceToHost, stream));
-  WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  host_wait(stream);
   for (int64_t b = 0; b < B; ++b) {
     if (host[b].fault != kSamplingOk) throw Error(fault_message(host[b], b));
   }

@@ -28,27 +28,27 @@ using wavemoe::WaveletSpec;
 using wavemoe::wavelet_channels;
 
 // W is (R, C) on the device, C = wavelet_channels(R, spec): computed on the host by wavemoe::wavelet_matrix<T> and
-// copied in. HOST SYNCHRONISATION: the copy is from pageable host memory, so this waits for `stream` (earlier work
-// and the copy) before the host buffer is freed. Meant for setup (building the model), not the training step.
+// copied in through pinned staging (backend.h copy_to_device_async): no wait for the device.
 template <typename T> void wavelet_matrix(T* W, int64_t R, const WaveletSpec& spec, cudaStream_t stream);
 
-// table is (V, C), raw is (V, R), both on the device: table = raw · W. Builds W with wavelet_matrix above (host work
-// and one synchronisation), then one GEMM.
+// table is (V, C), raw is (V, R), both on the device: table = raw · W. Builds W with wavelet_matrix above (host work,
+// no wait), then one GEMM.
 template <typename T>
 void wavelet_table_forward(T* table, const T* raw, int64_t V, int64_t R, const WaveletSpec& spec,
                            cudaStream_t stream);
 
-// raw mode. out is (N, C), ids is (N,) in [0, V), raw is (V, R), W is (R, C), all on the device:
-// out[i] = raw[ids[i]] · W (a gather of the N rows into scratch, then one GEMM).
+// raw mode. out is (N, C), ids is (N,), raw is (V, R), W is (R, C), all on the device:
+// out[i] = raw[ids[i]] · W (a gather of the N rows into scratch, then one GEMM). Ids outside [0, V) are handled as
+// in embedding.h (NaN rows, reported in `bad`).
 template <typename T>
-void wavelet_embedding_raw_forward(T* out, const int32_t* ids, const T* raw, const T* W, int64_t N, int64_t R,
-                                   int64_t C, cudaStream_t stream);
+void wavelet_embedding_raw_forward(T* out, const int32_t* ids, const T* raw, const T* W, int64_t N, int64_t V,
+                                   int64_t R, int64_t C, unsigned long long* bad, cudaStream_t stream);
 
 // draw is (V, R), dout is (N, C): draw[ids[i]] += dout[i] · Wᵀ (g = dout · Wᵀ into scratch, then the
 // deterministic sorted scatter-add of embedding_backward).
 template <typename T>
-void wavelet_embedding_raw_backward(T* draw, const T* dout, const int32_t* ids, const T* W, int64_t N, int64_t R,
-                                    int64_t C, cudaStream_t stream);
+void wavelet_embedding_raw_backward(T* draw, const T* dout, const int32_t* ids, const T* W, int64_t N, int64_t V,
+                                    int64_t R, int64_t C, unsigned long long* bad, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace wavemoe

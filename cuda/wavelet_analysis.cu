@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "allocator.h"
+#include "backend.h"
 #include "check.h"
 #include "common.cuh"
 
@@ -63,8 +64,7 @@ template <typename T> void haar_forward(T* out, const T* x, int64_t B, int64_t N
 template <typename T> void cwt_forward(T* out, const T* x, const CwtPlan& plan, int64_t B, cudaStream_t stream) {
   if (B <= 0 || plan.n <= 0 || plan.scales <= 0) return;
   DeviceBuffer<double> taps(plan.taps.size());
-  WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(taps.get(), plan.taps.data(), plan.taps.size() * sizeof(double),
-                                     cudaMemcpyHostToDevice, stream));
+  copy_to_device_async(taps.get(), plan.taps.data(), plan.taps.size() * sizeof(double), stream);
   const int64_t outputs = B * plan.scales * plan.n;
   cwt_kernel<T><<<grid_for(outputs), kElementwiseThreads, 0, stream>>>(out, x, taps.get(), B, plan.scales, plan.n);
   WAVEMOE_CUDA_CHECK_LAUNCH("cwt_forward");

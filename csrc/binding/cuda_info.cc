@@ -95,6 +95,7 @@ Napi::Value cuda_memory_stats(const Napi::CallbackInfo& info) {
   out.Set("deviceMallocs", static_cast<double>(s.device_mallocs));
   out.Set("allocations", static_cast<double>(s.allocations));
   out.Set("cacheHits", static_cast<double>(s.cache_hits));
+  out.Set("hostWaits", static_cast<double>(gpu::host_waits(d.index)));  // every time the host waited for the GPU
   if (reset) gpu::reset_peak(d.index);
 #else
   (void)d;

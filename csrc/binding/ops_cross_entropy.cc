@@ -12,8 +12,6 @@
 #include "ops.h"
 
 #ifdef WAVEMOE_CUDA
-#include "../../cuda/allocator.h"
-#include "../../cuda/check.h"
 #include "../../cuda/cross_entropy.h"
 #endif
 
@@ -22,15 +20,17 @@ namespace {
 
 constexpr int64_t kDefaultIgnoreIndex = -100;  // PyTorch's
 
+std::string bad_target_message(int64_t i, int32_t value, int64_t V, int32_t ignore_index) {
+  return "targets[" + std::to_string(i) + "] is " + std::to_string(value) + ", out of range [0, " + std::to_string(V) +
+         ") and not the ignore index " + std::to_string(ignore_index);
+}
+
 // "" when every target is in [0, V) or the ignore index; else the first bad one.
 std::string targets_problem(const Tensor& targets, int64_t V, int32_t ignore_index) {
   const HostInts host(targets);
   const int32_t* p = host.data();
   for (int64_t i = 0, n = targets.numel(); i < n; ++i) {
-    if (p[i] != ignore_index && (p[i] < 0 || p[i] >= V)) {
-      return "targets[" + std::to_string(i) + "] is " + std::to_string(p[i]) + ", out of range [0, " +
-             std::to_string(V) + ") and not the ignore index " + std::to_string(ignore_index);
-    }
+    if (p[i] != ignore_index && (p[i] < 0 || p[i] >= V)) return bad_target_message(i, p[i], V, ignore_index);
   }
   return "";
 }
@@ -72,20 +72,18 @@ Job prepare_cross_entropy(const Napi::CallbackInfo& info) {
   }
   a.check_data([&] { return targets_problem(targets, V, ignore_index); });
   const int64_t N = targets.numel();
-  // On a GPU the mean loss is written on the device and copied back for the result: the one wait of this op.
-  WAVEMOE_GPU_NUMBER_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) check_data_at_run_time(targets_problem(targets, V, ignore_index));
-    gpu::DeviceBuffer<double> mean_loss(1);
+  // On a GPU the kernel checks the targets itself when recorded, and the mean loss stays on the device.
+  WAVEMOE_GPU_NUMBER_JOB(a, [=, recorded = a.recording()](cudaStream_t stream, double* mean_loss) {
+    unsigned long long* bad = gpu_index_check(
+        recorded, targets.device(), N,
+        [=](int64_t i, int32_t value) { return bad_target_message(i, value, V, ignore_index); },
+        [&] { return targets_problem(targets, V, ignore_index); });
     dispatch_float(logits.dtype, [&](auto t) {
       using T = decltype(t);
       gpu::cross_entropy_forward_backward<T>(dlogits ? dlogits->ptr<T>() : nullptr, losses ? losses->ptr<T>() : nullptr,
-                                             mean_loss.get(), logits.ptr<T>(), targets.ptr<int32_t>(), N, V,
-                                             ignore_index, grad_scale, stream);
+                                             mean_loss, logits.ptr<T>(), targets.ptr<int32_t>(), N, V, ignore_index,
+                                             grad_scale, bad, stream);
     });
-    double loss = 0;
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss.get(), sizeof(double), cudaMemcpyDeviceToHost, stream));
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return loss;
   });
   return {[=] {
             check_data_at_run_time(targets_problem(targets, V, ignore_index));

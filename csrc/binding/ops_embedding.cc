@@ -28,18 +28,30 @@ std::string position_str(const std::vector<int64_t>& shape, int64_t flat) {
   return Tensor::shape_to_string(idx) + " (flat index " + std::to_string(flat) + ")";
 }
 
+std::string bad_id_message(const std::vector<int64_t>& shape, int64_t i, int32_t value, int64_t V) {
+  return "ids at " + position_str(shape, i) + " is " + std::to_string(value) + ", out of range [0, " +
+         std::to_string(V) + ") for a table of " + std::to_string(V) + " rows";
+}
+
 // "" when every id is in [0, V); else the first bad one and where it is.
 std::string ids_problem(const Tensor& ids, int64_t V) {
   const HostInts host(ids);
   const int32_t* p = host.data();
   for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
-    if (p[i] < 0 || p[i] >= V) {
-      return "ids at " + position_str(ids.shape, i) + " is " + std::to_string(p[i]) + ", out of range [0, " +
-             std::to_string(V) + ") for a table of " + std::to_string(V) + " rows";
-    }
+    if (p[i] < 0 || p[i] >= V) return bad_id_message(ids.shape, i, p[i], V);
   }
   return "";
 }
+
+#ifdef WAVEMOE_CUDA
+// The check word of a recorded GPU job (nullptr for a direct call, checked when prepared): gpu_job.h.
+unsigned long long* ids_check(bool recorded, const Tensor& ids, int64_t V) {
+  return gpu_index_check(
+      recorded, ids.device(), ids.numel(),
+      [shape = ids.shape, V](int64_t i, int32_t value) { return bad_id_message(shape, i, value, V); },
+      [&] { return ids_problem(ids, V); });
+}
+#endif
 
 // ids.shape + [C]
 std::vector<int64_t> rows_shape(const Tensor& ids, int64_t C) {
@@ -61,10 +73,10 @@ Job prepare_embedding_forward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(out, "out", table, "table");
   a.check_data([&] { return ids_problem(ids, V); });
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    unsigned long long* bad = ids_check(recorded, ids, V);
     dispatch_float(table.dtype, [&](auto t) {
       using T = decltype(t);
-      gpu::embedding_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), table.ptr<T>(), ids.numel(), C, stream);
+      gpu::embedding_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), table.ptr<T>(), ids.numel(), C, V, bad, stream);
     });
   });
   return {[=] {
@@ -90,10 +102,11 @@ Job prepare_embedding_backward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(dtable, "dtable", dout, "dout");
   a.check_data([&] { return ids_problem(ids, V); });
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    unsigned long long* bad = ids_check(recorded, ids, V);
     dispatch_float(dtable.dtype, [&](auto t) {
       using T = decltype(t);
-      gpu::embedding_backward<T>(dtable.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), ids.numel(), C, stream);
+      gpu::embedding_backward<T>(dtable.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), ids.numel(), C, V, bad,
+                                 stream);
     });
   });
   return {[=] {

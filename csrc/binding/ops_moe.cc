@@ -22,6 +22,7 @@
 #include "../../cuda/allocator.h"
 #include "../../cuda/check.h"
 #include "../../cuda/moe.h"
+#include "../../cuda/moe_routing_check.h"
 #endif
 #include "tensor_wrap.h"
 
@@ -295,17 +296,12 @@ Job prepare_moe_forward(const Napi::CallbackInfo& info) {
   outputs.emplace_back(out, "out");
   inputs.emplace_back(x, "x");
   expect_disjoint(a, outputs, inputs);
-  // On a GPU the weighted aux loss is written on the device and copied back for the op's result (one wait).
-  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream) {
-    gpu::DeviceBuffer<double> loss(1);
+  // On a GPU the weighted aux loss is written to a device double (read back at the end of a recorded run).
+  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream, double* loss) {
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
-      gpu::moe_forward<T>(out.ptr<T>(), saved_of<T>(s), x.ptr<T>(), weights_of<T>(p), c, loss.get(), stream);
+      gpu::moe_forward<T>(out.ptr<T>(), saved_of<T>(s), x.ptr<T>(), weights_of<T>(p), c, loss, stream);
     });
-    double host = 0;
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&host, loss.get(), sizeof(double), cudaMemcpyDeviceToHost, stream));
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return host;
   });
   Job job{[=] {
     return dispatch_float(x.dtype, [&](auto t) {
@@ -373,16 +369,22 @@ Job prepare_moe_backward(const Napi::CallbackInfo& info) {
   OptTensor g_w1 = grads_group.get("w1"), g_b1 = grads_group.get("b1"), g_w2 = grads_group.get("w2");
   OptTensor g_b2 = grads_group.get("b2"), g_w3 = grads_group.get("w3"), g_b3 = grads_group.get("b3");
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) {
-      const std::string problem = routing_problem(s, c);
-      check_data_at_run_time(problem.empty() ? problem : kBadRouting + problem);
-    }
+    // Recorded: the routing is checked on the device (a checked copy, cuda/moe_routing_check.h), not by a wait.
+    unsigned long long* bad = gpu_index_check(
+        recorded, x.device(), c.N * c.k,
+        [](int64_t position, int32_t problem) { return kBadRouting + gpu::routing_problem_message(position, problem); },
+        [&] {
+          const std::string problem = routing_problem(s, c);
+          return problem.empty() ? problem : kBadRouting + problem;
+        });
     dispatch_float(x.dtype, [&](auto t) {
       using T = decltype(t);
       MoeGrads<T> g{ptr<T>(g_gate_w), ptr<T>(g_gate_b), ptr<T>(g_w1), ptr<T>(g_b1),
                     ptr<T>(g_w3),     ptr<T>(g_b3),     ptr<T>(g_w2), ptr<T>(g_b2)};
       MoeWork<T> wk{ptr<T>(dy), ptr<T>(dh), ptr<T>(da), ptr<T>(db), ptr<T>(dweight), ptr<T>(dlogits)};
-      gpu::moe_backward<T>(dx.ptr<T>(), g, wk, dout.ptr<T>(), saved_of<T>(s), x.ptr<T>(), weights_of<T>(p), c, stream);
+      gpu::CheckedRouting checked;
+      const MoeSaved<T> saved = bad ? gpu::checked_routing<T>(saved_of<T>(s), c, &checked, bad, stream) : saved_of<T>(s);
+      gpu::moe_backward<T>(dx.ptr<T>(), g, wk, dout.ptr<T>(), saved, x.ptr<T>(), weights_of<T>(p), c, stream);
     });
   });
   return {[=] {

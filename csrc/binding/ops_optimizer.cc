@@ -145,11 +145,10 @@ Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
       a.expect_no_overlap(*norm_out, "normOut", grads[i], ("grads[" + std::to_string(i) + "]").c_str());
     }
   }
-  // On a GPU the norm stays on the device (in normOut, or a scratch double) and is copied back for the result: the
-  // one wait of this op.
-  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream) {
-    gpu::DeviceBuffer<double> scratch(norm_out ? 0 : 1);
-    double* norm_dev = norm_out ? norm_out->ptr<double>() : scratch.get();
+  // On a GPU the norm stays on the device: in normOut when given (AdamW reads it there to skip a non-finite step)
+  // and in the op's result word (read back at the end of a recorded run).
+  WAVEMOE_GPU_NUMBER_JOB(a, [=](cudaStream_t stream, double* result) {
+    double* norm_dev = norm_out ? norm_out->ptr<double>() : result;
     dispatch_float(grads[0].dtype, [&](auto t) {
       using T = decltype(t);
       std::vector<T*> ptrs;
@@ -161,10 +160,9 @@ Job prepare_clip_grad_norm(const Napi::CallbackInfo& info) {
       gpu::clip_grad_norm<T>(norm_dev, ptrs.data(), sizes.data(), static_cast<int64_t>(grads.size()), max_norm,
                              stream);
     });
-    double norm = 0;
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&norm, norm_dev, sizeof(double), cudaMemcpyDeviceToHost, stream));
-    WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return norm;
+    if (norm_out) {
+      WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(result, norm_dev, sizeof(double), cudaMemcpyDeviceToDevice, stream));
+    }
   });
   return {[=] {
             const double norm = dispatch_float(grads[0].dtype, [&](auto t) {

@@ -101,18 +101,28 @@ std::vector<int64_t> replace_last(const Tensor& x, std::initializer_list<int64_t
   return s;
 }
 
+std::string bad_id_message(int64_t i, int32_t value, int64_t V) {
+  return "ids[" + std::to_string(i) + "] = " + std::to_string(value) + " is out of range [0, " + std::to_string(V) + ")";
+}
+
 // "" when every id is in [0, V); else the first bad one.
 std::string ids_problem(const Tensor& ids, int64_t V) {
   const HostInts host(ids);
   const int32_t* p = host.data();
   for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
-    if (p[i] < 0 || p[i] >= V) {
-      return "ids[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [0, " + std::to_string(V) +
-             ")";
-    }
+    if (p[i] < 0 || p[i] >= V) return bad_id_message(i, p[i], V);
   }
   return "";
 }
+
+#ifdef WAVEMOE_CUDA
+// The check word of a recorded GPU job (nullptr for a direct call, checked when prepared): gpu_job.h.
+unsigned long long* ids_check(bool recorded, const Tensor& ids, int64_t V) {
+  return gpu_index_check(
+      recorded, ids.device(), ids.numel(), [V](int64_t i, int32_t value) { return bad_id_message(i, value, V); },
+      [&] { return ids_problem(ids, V); });
+}
+#endif
 
 // ids: int32 of any shape with every value in [0, V) (checked now, or when the Job runs if recorded). Returns the
 // element count.
@@ -261,10 +271,11 @@ Job prepare_raw_forward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(out, "out", W, "W");
   const int64_t V = vrc[0];
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    unsigned long long* bad = ids_check(recorded, ids, V);
     dispatch_float(raw.dtype, [&](auto t) {
       using T = decltype(t);
-      gpu::wavelet_embedding_raw_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), raw.ptr<T>(), W.ptr<T>(), N, R, C, stream);
+      gpu::wavelet_embedding_raw_forward<T>(out.ptr<T>(), ids.ptr<int32_t>(), raw.ptr<T>(), W.ptr<T>(), N, V, R, C, bad,
+                                            stream);
     });
   });
   return {[=] {
@@ -290,10 +301,11 @@ Job prepare_raw_backward(const Napi::CallbackInfo& info) {
   a.expect_no_overlap(draw, "draw", W, "W");
   const int64_t V = vrc[0];
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (recorded) check_data_at_run_time(ids_problem(ids, V));
+    unsigned long long* bad = ids_check(recorded, ids, V);
     dispatch_float(draw.dtype, [&](auto t) {
       using T = decltype(t);
-      gpu::wavelet_embedding_raw_backward<T>(draw.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), W.ptr<T>(), N, R, C, stream);
+      gpu::wavelet_embedding_raw_backward<T>(draw.ptr<T>(), dout.ptr<T>(), ids.ptr<int32_t>(), W.ptr<T>(), N, V, R, C,
+                                             bad, stream);
     });
   });
   return {[=] {

@@ -3,6 +3,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "../core/device_run.h"
 #include "addon_data.h"
 
 namespace wavemoe {
@@ -28,15 +29,26 @@ void Recording::add(std::string name, std::function<double()> run, bool returns_
 }
 
 void Recording::run_all() {
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    try {
-      const double r = steps_[i].run();
-      if (steps_[i].scalar_slot >= 0) scalars_[static_cast<size_t>(steps_[i].scalar_slot)] = r;
-    } catch (const std::exception& e) {
-      throw std::runtime_error(steps_[i].name + " (recorded step " + std::to_string(i + 1) + " of " +
-                               std::to_string(steps_.size()) + "): " + e.what());
+  // GPU ops write their numbers and index checks to device words of this run, read back once at the end
+  // (csrc/core/device_run.h); CPU ops return their numbers directly.
+  DeviceRun device_run;
+  {
+    DeviceRun::Scope scope(&device_run);
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const Step& step = steps_[i];
+      device_run.begin_step(step.name, i + 1, steps_.size(), step.scalar_slot);
+      try {
+        const double r = step.run();
+        if (step.scalar_slot >= 0 && !device_run.number_deferred(step.scalar_slot)) {
+          scalars_[static_cast<size_t>(step.scalar_slot)] = r;
+        }
+      } catch (const std::exception& e) {
+        throw std::runtime_error(step.name + " (recorded step " + std::to_string(i + 1) + " of " +
+                                 std::to_string(steps_.size()) + "): " + e.what());
+      }
     }
   }
+  device_run.finish(&scalars_);
 }
 
 Recording* active_recording(Napi::Env env) { return env.GetInstanceData<AddonData>()->recording.get(); }

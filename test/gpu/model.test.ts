@@ -35,6 +35,7 @@ if (found.skip) {
   });
 } else {
   let reports: Report[] = [];
+  let waits: { perStep: number[]; max: number } | null = null;
   beforeAll(() => {
     const r = spawnSync(process.execPath, [path.join(__dirname, 'model_child.js')], {
       encoding: 'utf8',
@@ -42,7 +43,11 @@ if (found.skip) {
       timeout: 600_000,
     });
     if (r.status !== 0) throw new Error(`model_child exited ${r.status}: ${r.stderr}`);
-    reports = (JSON.parse(r.stdout) as { results: Report[] }).results;
+    ({ results: reports, waits } = JSON.parse(r.stdout) as { results: Report[]; waits: typeof waits });
+  });
+  test('a recorded training step waits for the GPU at most once (where its loss is read)', () => {
+    expect(waits).not.toBeNull();
+    expect(waits!.max).toBeLessThanOrEqual(1);
   });
   test.each(['tiny-moe', 'moe-small', 'seed-wavelet-tiny', 'tiny-moe-bf16'])('%s: losses, gradients and decode logits within tolerance', (name) => {
     const rep = reports.find((x) => x.name === name)!;

@@ -101,7 +101,29 @@ function compareBf16(config, batch, seqLen, steps) {
   return { name: 'tiny-moe-bf16', worstLoss: worst, worstGrad: { ratio: 0 }, worstLogit: 0, steps: losses, peakGpuBytes: 0 };
 }
 
-function main() {
+// Host waits of recorded (async) training steps on the GPU, gradient accumulation 2: each step should wait once, at
+// its end, where its loss and gradient norm are read (issue #13). null on the fake device (nothing to count).
+async function trainingWaits(config) {
+  if (wm.ops.fakeCuda) return null;
+  const tokens = Int32Array.from({ length: 20000 }, (_, i) => (i * 7919 + (i >> 3) * 31) % config.vocab_size);
+  const model = new wm.Transformer(config);
+  model.init(3);
+  model.to('cuda:0');
+  const trainer = new wm.Trainer(model, wm.languageModelSource(tokens, tokens.subarray(0, 4000), 4, 33, 1),
+    { steps: 10, lr: 1e-3, warmupSteps: 0, gradAccum: 2, evalBatches: 1 });
+  const perStep = [];
+  for (let s = 0; s < 4; s++) {
+    const before = wm.ops.cudaMemoryStats('cuda:0').hostWaits;
+    const r = await trainer.trainStepAsync();
+    if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) throw new Error(`step ${s + 1}: loss ${r.loss}, norm ${r.gradNorm}`);
+    if (s > 0) perStep.push(wm.ops.cudaMemoryStats('cuda:0').hostWaits - before); // step 1 warms the caches
+  }
+  trainer.dispose();
+  model.dispose();
+  return { perStep, max: Math.max(...perStep) };
+}
+
+async function main() {
   // WAVEMOE_FAKE_CUDA=cpu-kernels runs this harness on the fake device (CPU kernels, exact): a check of the harness
   // itself, so that a GPU session does not find its bugs (test/gpu/model.test.ts does that on every run).
   if (!wm.ops.fakeCuda && (!wm.ops.cuda || !wm.ops.cudaInfo().available)) {
@@ -115,7 +137,11 @@ function main() {
     compareModel('seed-wavelet-tiny', wm.preset('seed-wavelet-tiny'), 4, 64, 3),
     compareBf16(tiny, 4, 33, 8),
   ];
-  process.stdout.write(JSON.stringify({ results }) + '\n');
+  const waits = await trainingWaits(tiny);
+  process.stdout.write(JSON.stringify({ results, waits }) + '\n');
 }
 
-main();
+main().catch((e) => {
+  process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+});

@@ -201,7 +201,7 @@ void test_cross_entropy() {
     gpu::DeviceBuffer<double> d_mean(1);
     float* dl = c.in_place ? d_logits.get() : d_d.get();
     gpu::cross_entropy_forward_backward<float>(dl, d_l.get(), d_mean.get(), d_logits.get(), d_targets.get(), c.N, c.V,
-                                               -100, 1.0, g_stream);
+                                               -100, 1.0, nullptr, g_stream);
     const std::string shape = " N=" + std::to_string(c.N) + " V=" + std::to_string(c.V) +
                               (c.in_place ? " in-place" : "") + (c.ignored_every ? " with ignored rows" : "");
     const double mean = download_scalar(d_mean.get());
@@ -373,10 +373,10 @@ void test_embedding() {
     auto dtab = upload(table), ddo = upload(dout), ddt = upload(dtable);
     auto dids = upload(ids);
     gpu::DeviceBuffer<float> dout_(N * C);
-    gpu::embedding_forward<float>(dout_.get(), dids.get(), dtab.get(), N, C, g_stream);
+    gpu::embedding_forward<float>(dout_.get(), dids.get(), dtab.get(), N, C, V, nullptr, g_stream);
     expect_identical("embedding fwd" + s, download(dout_), out);
     cpu::embedding_backward<float>(dtable.data(), dout.data(), ids.data(), N, C);
-    gpu::embedding_backward<float>(ddt.get(), ddo.get(), dids.get(), N, C, g_stream);
+    gpu::embedding_backward<float>(ddt.get(), ddo.get(), dids.get(), N, C, V, nullptr, g_stream);
     expect_identical("embedding bwd (deterministic scatter-add)" + s, download(ddt), dtable);
   }
 }
@@ -464,11 +464,11 @@ void test_allocator() {
     auto dt = upload(t);
     gpu::DeviceBuffer<double> mean(1);
     gpu::cross_entropy_forward_backward<float>(dl.get(), nullptr, mean.get(), dl.get(), dt.get(), 8, 50254, -100, 1.0,
-                                               g_stream);
+                                               nullptr, g_stream);
     gpu::DeviceBuffer<float> dtab(1000 * 64), dout(8 * 64);
     WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dtab.get(), 0, 1000 * 64 * sizeof(float), g_stream));
     WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dout.get(), 0, 8 * 64 * sizeof(float), g_stream));
-    gpu::embedding_backward<float>(dtab.get(), dout.get(), dt.get(), 8, 64, g_stream);
+    gpu::embedding_backward<float>(dtab.get(), dout.get(), dt.get(), 8, 64, 1000, nullptr, g_stream);
     WAVEMOE_CUDA_CHECK(cudaStreamSynchronize(g_stream));
   };
   step();

@@ -118,7 +118,8 @@ template <typename T> void check_case(const Case& k) {
   cpu::wavelet_embedding_raw_forward<T>(out.data(), ids.data(), raw.data(), W.data(), N, R, C);
   auto d_ids = upload(ids);
   gpu::DeviceBuffer<T> d_out(N * C);
-  gpu::wavelet_embedding_raw_forward<T>(d_out.get(), d_ids.get(), d_raw.get(), d_W.get(), N, R, C, g_stream);
+  gpu::wavelet_embedding_raw_forward<T>(d_out.get(), d_ids.get(), d_raw.get(), d_W.get(), N, V, R, C, nullptr,
+                                        g_stream);
   std::vector<double> abs_x(N * R), ob(N * C, 0.0);
   for (int64_t i = 0; i < N; ++i) {
     for (int64_t r = 0; r < R; ++r) abs_x[i * R + r] = abs_raw[static_cast<int64_t>(ids[i]) * R + r];
@@ -133,7 +134,8 @@ template <typename T> void check_case(const Case& k) {
   std::vector<T> draw = draw0;
   cpu::wavelet_embedding_raw_backward<T>(draw.data(), dout.data(), ids.data(), W.data(), N, R, C);
   auto d_dout = upload(dout), d_draw = upload(draw0);
-  gpu::wavelet_embedding_raw_backward<T>(d_draw.get(), d_dout.get(), d_ids.get(), d_W.get(), N, R, C, g_stream);
+  gpu::wavelet_embedding_raw_backward<T>(d_draw.get(), d_dout.get(), d_ids.get(), d_W.get(), N, V, R, C, nullptr,
+                                         g_stream);
   std::vector<double> G(N * R, 0.0), sumG(V * R, 0.0), count(V, 0.0);
   const std::vector<double> abs_dout = absd_t(dout);
   cpu::matmul_forward_naive<double>(G.data(), abs_dout.data(), absW.data(), 1, N, R, C, false, true, N * C, R * C,
@@ -154,7 +156,8 @@ template <typename T> void check_case(const Case& k) {
 
   // ---- the backward again from the same start: the same bits
   auto d_draw2 = upload(draw0);
-  gpu::wavelet_embedding_raw_backward<T>(d_draw2.get(), d_dout.get(), d_ids.get(), d_W.get(), N, R, C, g_stream);
+  gpu::wavelet_embedding_raw_backward<T>(d_draw2.get(), d_dout.get(), d_ids.get(), d_W.get(), N, V, R, C, nullptr,
+                                         g_stream);
   expect_identical("wavelet_embedding_raw_backward run 2 == run 1" + s, download(d_draw2), got);
 }
 

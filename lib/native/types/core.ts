@@ -39,6 +39,9 @@ export interface CudaMemoryStats {
   deviceMallocs: number;
   allocations: number;
   cacheHits: number;
+  /** Times the host has waited for this GPU so far (reading data back, a number result, cudaSynchronize): a recorded
+   * training step waits once, at its end, where it reads its loss. */
+  hostWaits: number;
 }
 
 export interface CoreOps {
