@@ -169,37 +169,38 @@ template <typename T> void pack_transposed(T* dst, int64_t ld, const T* src, int
 }
 
 // dst (n x Dp) = round(src) (n x D), columns [D, Dp) zero.
-template <typename T> void pack_rows(T* dst, int64_t Dp, const T* src, int64_t n, int64_t D, int bits) {
+template <typename T>
+void pack_rows(T* dst, int64_t Dp, const T* src, int64_t n, int64_t D, const Layout& L,
+               const AttentionTileKernels<T>& kern) {
+  if (L.rounds()) kern.round_rows(dst, Dp, src, D, n, D, L.bits);
   for (int64_t j = 0; j < n; ++j) {
-    if (bits < 23) {
-      for (int64_t d = 0; d < D; ++d) dst[j * Dp + d] = round_mantissa(src[j * D + d], bits);
-    } else {
-      std::memcpy(dst + j * Dp, src + j * D, static_cast<size_t>(D) * sizeof(T));
-    }
+    if (!L.rounds()) std::memcpy(dst + j * Dp, src + j * D, static_cast<size_t>(D) * sizeof(T));
     std::fill(dst + j * Dp + D, dst + (j + 1) * Dp, T(0));
   }
 }
 
 // Rounds the first n entries of `rows` rows (row stride ld) in place: P or dS before they enter a product.
-template <typename T> void round_tile(T* x, int64_t rows, int64_t ld, int64_t n, int bits) {
-  if (bits >= 23) return;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < n; ++i) x[r * ld + i] = round_mantissa(x[r * ld + i], bits);
+template <typename T>
+void round_tile(T* x, int64_t rows, int64_t ld, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern) {
+  if (L.rounds()) kern.round_rows(x, ld, x, ld, rows, n, L.bits);
 }
 
 // The b operand made of key/value rows [k0, k0 + n) (row stride Dp): the tensor itself when its rows are already
 // padded and nothing is rounded, else a padded, rounded copy in buf.
-template <typename T> const T* rows_operand(T* buf, const T* src, int64_t n, const Layout& L) {
+template <typename T>
+const T* rows_operand(T* buf, const T* src, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern) {
   if (L.Dp == L.p.D && !L.rounds()) return src;
-  pack_rows(buf, L.Dp, src, n, L.p.D, L.bits);
+  pack_rows(buf, L.Dp, src, n, L.p.D, L, kern);
   return buf;
 }
 
 // The same rows as an a operand, which is only broadcast, so any row stride (*ld) will do: the tensor itself unless
 // it is rounded.
-template <typename T> const T* a_rows_operand(T* buf, const T* src, int64_t n, const Layout& L, int64_t* ld) {
+template <typename T>
+const T* a_rows_operand(T* buf, const T* src, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern,
+                        int64_t* ld) {
   *ld = L.rounds() ? L.Dp : L.p.D;
-  return L.rounds() ? rows_operand(buf, src, n, L) : src;
+  return L.rounds() ? rows_operand(buf, src, n, L, kern) : src;
 }
 
 // Score row s (np columns, key k0 + j in column j): columns outside the visible keys [lo, hi) become -inf, so that
@@ -301,12 +302,12 @@ void forward_row_tile(T* out, T* lse, const T* q, const T* k, const T* v, int64_
   for (int64_t k0 = lo; k0 < hi; k0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, hi - k0);
     int64_t kld;
-    const T* ka = a_rows_operand(w.kp, k + L.kv_index(b, kh, k0), n, L, &kld);
+    const T* ka = a_rows_operand(w.kp, k + L.kv_index(b, kh, k0), n, L, kern, &kld);
     kern.gemm(w.st, kRowTile, ka, kld, 1, w.qt, kRowTile, n, Mp, D, false);  // Sᵀ = K·Qᵀ
     mask_key_rows(w.st, kRowTile, n, Mp, k0, r0, M, L);
     online_softmax_tile(w, n, M, Mp, Dp, kern);
-    round_tile(w.st, n, kRowTile, Mp, L.bits);
-    const T* vb = rows_operand(w.vp, v + L.kv_index(b, kh, k0), n, L);
+    round_tile(w.st, n, kRowTile, Mp, L, kern);
+    const T* vb = rows_operand(w.vp, v + L.kv_index(b, kh, k0), n, L, kern);
     kern.gemm(w.acc, Dp, w.st, 1, kRowTile, vb, Dp, M, Dp, n, true);  // O += P·V
   }
   for (int64_t i = 0; i < M; ++i) {
@@ -360,7 +361,7 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
   const int64_t D = L.p.D, Dp = L.Dp, np = round_up(n, kern.lanes);
   pack_transposed(w.kt, kKeyTile, in.k + L.kv_index(b, kh, k0), n, D, static_cast<T>(L.p.scale * kLog2e), L.bits);
   pack_transposed(w.vt, kKeyTile, in.v + L.kv_index(b, kh, k0), n, D, T(1), L.bits);
-  const T* kb = dq_rows != nullptr ? rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L) : nullptr;
+  const T* kb = dq_rows != nullptr ? rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L, kern) : nullptr;
   std::fill(w.dk, w.dk + n * Dp, T(0));
   std::fill(w.dv, w.dv + n * Dp, T(0));
   int64_t t_lo, t_hi;
@@ -368,8 +369,8 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
   for (int64_t r0 = t_lo * L.g; r0 < t_hi * L.g; r0 += kRowTile) {
     const int64_t M = std::min(kRowTile, t_hi * L.g - r0);
     for (int64_t i = 0; i < M; ++i) {
-      pack_rows(w.qp + i * Dp, Dp, in.q + L.q_index(b, kh, r0 + i, D), 1, D, L.bits);
-      pack_rows(w.dop + i * Dp, Dp, in.dout + L.q_index(b, kh, r0 + i, D), 1, D, L.bits);
+      pack_rows(w.qp + i * Dp, Dp, in.q + L.q_index(b, kh, r0 + i, D), 1, D, L, kern);
+      pack_rows(w.dop + i * Dp, Dp, in.dout + L.q_index(b, kh, r0 + i, D), 1, D, L, kern);
       w.lse2[i] = static_cast<T>(in.lse[L.q_index(b, kh, r0 + i, 1)] * kLog2e);
       w.di[i] = in.di[L.q_index(b, kh, r0 + i, 1)];
     }
@@ -384,8 +385,8 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
       kern.exp2_sum(p, np, w.lse2[i]);
       for (int64_t j = 0; j < np; ++j) ds[j] = p[j] * (ds[j] - w.di[i]);
     }
-    round_tile(w.p, M, kKeyTile, np, L.bits);  // after dS, which takes P unrounded
-    round_tile(w.ds, M, kKeyTile, np, L.bits);
+    round_tile(w.p, M, kKeyTile, np, L, kern);  // after dS, which takes P unrounded
+    round_tile(w.ds, M, kKeyTile, np, L, kern);
     kern.gemm(w.dv, Dp, w.p, 1, kKeyTile, w.dop, Dp, n, Dp, M, true);  // dV += Pᵀ·dO
     kern.gemm(w.dk, Dp, w.ds, 1, kKeyTile, w.qp, Dp, n, Dp, M, true);  // dK += dSᵀ·Q (scaled below)
     if (dq_rows != nullptr) kern.gemm(dq_rows + r0 * Dp, Dp, w.ds, kKeyTile, 1, kb, Dp, M, Dp, n, true);  // dQ += dS·K
@@ -443,9 +444,9 @@ void backward_row_tile(T* dq, const BackwardInputs<T>& in, int64_t b, int64_t kh
   L.keys_of_rows(r0, r1, &lo, &hi);
   for (int64_t k0 = lo; k0 < hi; k0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, hi - k0);
-    const T* kb = rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L);
+    const T* kb = rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L, kern);
     int64_t vld;
-    const T* va = a_rows_operand(w.vp, in.v + L.kv_index(b, kh, k0), n, L, &vld);
+    const T* va = a_rows_operand(w.vp, in.v + L.kv_index(b, kh, k0), n, L, kern, &vld);
     const T* ka = L.rounds() ? kb : in.k + L.kv_index(b, kh, k0);  // kb, when rounded, serves both products
     kern.gemm(w.pt, kRowTile, ka, L.rounds() ? Dp : D, 1, w.qt, kRowTile, n, Mp, D, false);  // Sᵀ
     kern.gemm(w.dst, kRowTile, va, vld, 1, w.dot, kRowTile, n, Mp, D, false);                 // dPᵀ
@@ -456,7 +457,7 @@ void backward_row_tile(T* dq, const BackwardInputs<T>& in, int64_t b, int64_t kh
       const T* p = w.pt + j * kRowTile;
       for (int64_t i = 0; i < Mp; ++i) ds[i] = p[i] * (ds[i] - w.di[i]);
     }
-    round_tile(w.dst, n, kRowTile, Mp, L.bits);
+    round_tile(w.dst, n, kRowTile, Mp, L, kern);
     kern.gemm(w.dq, Dp, w.dst, 1, kRowTile, kb, Dp, M, Dp, n, true);  // dQ += dS·K (scaled below)
   }
   const T scale = static_cast<T>(L.p.scale);
