@@ -305,6 +305,30 @@ describe('the check can fail', () => {
   });
 });
 
+describe('the rounding itself, bit for bit', () => {
+  // With one key, p = P = 1 exactly, so out = round(V) and dV = round(dO): the input rounding of V and dO is seen
+  // without any sum, through the vector body and tail of every ISA (D = 37), on special values too.
+  const special = [1 + 2 ** -8, 1 + 3 * 2 ** -9, 1 + 2 ** -11, -(1 + 2 ** -8), 3.4e38, -3.4e38, 1e-40, -1e-42, 0, -0,
+    Infinity, -Infinity, NaN, 2 ** -126, 65504.5];
+  const c = cs(1, 1, 1, 1, 1, 1, 37, { mask: 'causal' });
+  const rng = new Rng(3);
+  const values = () => Float64Array.from(Float32Array.from([...special, ...rng.normal(c.D - special.length)]));
+  const x: Inputs = { q: inputs(c, 9).q, k: inputs(c, 9).k, v: values(), dout: values().reverse() };
+  // (a sum turns -0 into +0: zeros compare by value)
+  const same = (a: Float64Array, b: number[]) => a.every((g, i) => g === b[i] || (g !== g && b[i] !== b[i]));
+
+  test.each([['bf16', 7], ['tf32', 10]] as const)('%s with one key: out = round(V), dV = round(dO)', (precision, bits) => {
+    ops.setMatmulPrecision(precision);
+    for (const isa of ISAS) {
+      const got = withIsa(isa, () => kernel(c, x, 'float32'));
+      expect([isa, same(got.out, Array.from(x.v, (v) => roundRef(v, bits)))]).toEqual([isa, true]);
+      expect([isa, same(got.dv, Array.from(x.dout, (v) => roundRef(v, bits)))]).toEqual([isa, true]);
+    }
+    // the rounding changed values (the check can fail): 1 + 2^-8 is a tie in bf16, 1 + 2^-11 one in tf32
+    expect(same(Float64Array.from(x.v), Array.from(x.v, (v) => roundRef(v, bits)))).toBe(false);
+  });
+});
+
 describe('what the precision leaves alone', () => {
   const c = cs(1, 4, 2, 13, 20, 19, 17, { mask: 'sliding_window', window: 6 });
   const x = inputs(c, 23);
