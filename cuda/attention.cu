@@ -13,6 +13,11 @@
 //
 // Scores are in log2 units (q·k·scale·log2 e, the scale folded into Q or K as they are loaded) and probabilities
 // are exp2; the saved lse is in natural units: the CPU's conventions, so lse moves freely between the two.
+//
+// Matmul precision: float32 products round their inputs to `bits` mantissa bits (round_input; matmul_round_bits()
+// from the host, 23 rounds nothing) and sum in float32, the quantities the CPU kernel rounds (attention.cc): Q, K, V
+// and dO as their tiles are loaded (before the scale), P where it enters P·V and Pᵀ·dO, dS where it enters dS·K and
+// dSᵀ·Q; the softmax statistics, dS itself and D_i are computed from unrounded values.
 #include "attention.h"
 
 #include <cuda_runtime.h>
@@ -123,10 +128,11 @@ __device__ __forceinline__ int64_t kv_row(const Dims& a, int64_t b, int64_t kh, 
   return (b * a.Hkv + kh) * a.C + j;
 }
 
-// dst (kRows x kLd, shared) = rows src_row(r) of D elements times s (nullptr: a zero row); columns [D, kD) zero.
-// vec: 16-byte global loads (D is a multiple of the vector and every source row is 16-byte aligned).
+// dst (kRows x kLd, shared) = rows src_row(r) of D elements, rounded to `bits` mantissa bits, times s (nullptr: a
+// zero row); columns [D, kD) zero. vec: 16-byte global loads (D is a multiple of the vector and every source row is
+// 16-byte aligned).
 template <typename T, int kRows, int kD, int kLd, typename RowFn>
-__device__ __forceinline__ void load_tile(T* dst, RowFn src_row, int D, T s, bool vec) {
+__device__ __forceinline__ void load_tile(T* dst, RowFn src_row, int D, T s, int bits, bool vec) {
   constexpr int V = kVec<T>;
   if (vec) {
     constexpr int kC = kD / V;
@@ -137,7 +143,7 @@ __device__ __forceinline__ void load_tile(T* dst, RowFn src_row, int D, T s, boo
       if (src != nullptr && c < D) {
         load_vec(x, src + c);
 #pragma unroll
-        for (int u = 0; u < V; ++u) x[u] *= s;
+        for (int u = 0; u < V; ++u) x[u] = round_input(x[u], bits) * s;
       } else {
 #pragma unroll
         for (int u = 0; u < V; ++u) x[u] = T(0);
@@ -148,7 +154,7 @@ __device__ __forceinline__ void load_tile(T* dst, RowFn src_row, int D, T s, boo
     for (int e = threadIdx.x; e < kRows * kD; e += kThreads) {
       const int r = e / kD, c = e - r * kD;
       const T* src = src_row(r);
-      dst[r * kLd + c] = (src != nullptr && c < D) ? src[c] * s : T(0);
+      dst[r * kLd + c] = (src != nullptr && c < D) ? round_input(src[c], bits) * s : T(0);
     }
   }
 }
@@ -215,6 +221,7 @@ template <typename T> struct ForwardArgs {
   T* part_ml;  // (splits, nrows, 2) running max (log2 units) and sum
   Dims a;
   T qscale;        // scale · log2 e, folded into Q as it is loaded
+  int bits;        // mantissa bits of every product input (23: none rounded)
   int64_t qtiles;  // row tiles per (batch, kv head)
   int64_t nrows;   // B · Hq · Tq
   bool vec;        // 16-byte global loads of q, k, v
@@ -230,7 +237,7 @@ template <typename T, int kD, int kBM, int kBN> struct ForwardShape {
 
 // Folds one tile of scores s (log2 units; the key of column j is key0 + 16 j) into the running max mx, the thread's
 // part of the running sum l and the output rows acc; masked keys become exact zeros, and s is left holding the
-// probabilities relative to the new max.
+// probabilities relative to the new max (summed into l unrounded).
 template <typename T, int RM, int RN, int RC>
 __device__ __forceinline__ void online_softmax(T (&s)[RM][RN], T (&mx)[RM], T (&l)[RM], T (&acc)[RM][RC],
                                                const int (&row_lo)[RM], const int (&row_hi)[RM], int key0) {
@@ -288,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, kBM == 16 ? 3 : 2)
 
   load_tile<T, kBM, kD, kLdD>(
       qs, [&](int r) -> const T* { return r < m ? p.q + q_row(a, b, kh, r0 + r) * a.D : nullptr; }, D, p.qscale,
-      p.vec);
+      p.bits, p.vec);
 
   int row_lo[RM], row_hi[RM];  // keys seen by this thread's rows ty + 16 i; none for padding rows
 #pragma unroll
@@ -314,9 +321,11 @@ __global__ void __launch_bounds__(kThreads, kBM == 16 ? 3 : 2)
     const T* vg = p.v + kv_row(a, b, kh, k0) * a.D;
     __syncthreads();  // the previous tile's P·V is done with ks, vs and ps
     load_tile<T, kBN, kD, kLdD>(
-        ks, [&](int r) -> const T* { return r < n ? kg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.vec);
+        ks, [&](int r) -> const T* { return r < n ? kg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.bits,
+        p.vec);
     load_tile<T, kBN, kD, kLdD>(
-        vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.vec);
+        vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.bits,
+        p.vec);
     __syncthreads();  // K, V (and, on the first tile, Q) in place
     T s[RM][RN] = {};
     if (!idle) mma_nt<T, RM, RN, kD, kLdD, kLdD>(s, qs + ty * kLdD, ks + tx * kLdD);  // S = Q·Kᵀ
@@ -324,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, kBM == 16 ? 3 : 2)
 #pragma unroll
     for (int i = 0; i < RM; ++i)
 #pragma unroll
-      for (int j = 0; j < RN; ++j) ps[(ty + 16 * i) * kLdP + tx + 16 * j] = s[i][j];
+      for (int j = 0; j < RN; ++j) ps[(ty + 16 * i) * kLdP + tx + 16 * j] = round_input(s[i][j], p.bits);
     __syncthreads();  // P in place
     if (!idle) mma_nn<T, RM, RC, kBN, kLdP, kLdD>(acc, ps + ty * kLdP, vs + tx * kVO);  // O += P·V
   }
@@ -426,6 +435,7 @@ template <typename T> struct BackwardArgs {
   Dims a;
   T kscale;       // scale · log2 e: folded into K (dK/dV kernel) or Q (dQ kernel) as it is loaded
   T scale;        // applied to the dK and dQ sums when they are added
+  int bits;       // mantissa bits of every product input (23: none rounded)
   int64_t tiles;  // key tiles (dK/dV kernel) or row tiles (dQ kernel) per (batch, kv head)
   bool vec;       // 16-byte global loads of q, k, v, dout
 };
@@ -467,9 +477,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dkdv_kernel(const __gri
   const T* vg = p.v + kv_row(a, b, kh, k0) * a.D;
   load_tile<T, kBN, kD, kLdD>(
       ks, [&](int r) -> const T* { return r < n ? kg + static_cast<int64_t>(r) * a.D : nullptr; }, D, p.kscale,
-      p.vec);
+      p.bits, p.vec);
   load_tile<T, kBN, kD, kLdD>(
-      vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.vec);
+      vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.bits,
+      p.vec);
 
   // Query positions [t_lo, t_hi) that see a key of [k0, k0 + n) (the CPU's Layout::queries_of), as rows.
   int64_t t_lo = 0, t_hi = a.Tq;
@@ -486,8 +497,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dkdv_kernel(const __gri
     const auto row_of = [&](const T* x) {
       return [&, x](int r) -> const T* { return r < m ? x + q_row(a, b, kh, r0 + r) * a.D : nullptr; };
     };
-    load_tile<T, kBM, kD, kLdD>(qs, row_of(p.q), D, T(1), p.vec);
-    load_tile<T, kBM, kD, kLdD>(dos, row_of(p.dout), D, T(1), p.vec);
+    load_tile<T, kBM, kD, kLdD>(qs, row_of(p.q), D, T(1), p.bits, p.vec);
+    load_tile<T, kBM, kD, kLdD>(dos, row_of(p.dout), D, T(1), p.bits, p.vec);
     if (threadIdx.x < kBM) {
       const int r = threadIdx.x;
       const int64_t row = r < m ? q_row(a, b, kh, r0 + r) : 0;
@@ -515,8 +526,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dkdv_kernel(const __gri
         const int c = tx + 16 * j;
         const bool seen = key >= col_lo[j] && key < col_hi[j];
         const T pr = seen ? ex2(st[i][j] - ls[c]) : T(0);
-        pts[(ty + 16 * i) * kLdR + c] = pr;
-        dsts[(ty + 16 * i) * kLdR + c] = pr * (dpt[i][j] - dis[c]);
+        pts[(ty + 16 * i) * kLdR + c] = round_input(pr, p.bits);
+        dsts[(ty + 16 * i) * kLdR + c] = round_input(pr * (dpt[i][j] - dis[c]), p.bits);  // from P unrounded
       }
     }
     __syncthreads();  // Pᵀ and dSᵀ in place
@@ -576,8 +587,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dq_kernel(const __grid_
   const auto row_of = [&](const T* x) {
     return [&, x](int r) -> const T* { return r < m ? x + q_row(a, b, kh, r0 + r) * a.D : nullptr; };
   };
-  load_tile<T, kBM, kD, kLdD>(qs, row_of(p.q), D, p.kscale, p.vec);
-  load_tile<T, kBM, kD, kLdD>(dos, row_of(p.dout), D, T(1), p.vec);
+  load_tile<T, kBM, kD, kLdD>(qs, row_of(p.q), D, p.kscale, p.bits, p.vec);
+  load_tile<T, kBM, kD, kLdD>(dos, row_of(p.dout), D, T(1), p.bits, p.vec);
   T lse2[RM], di[RM];
   int row_lo[RM], row_hi[RM];  // keys seen by this thread's rows ty + 16 i; none for padding rows
 #pragma unroll
@@ -597,9 +608,11 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dq_kernel(const __grid_
     const T* vg = p.v + kv_row(a, b, kh, k0) * a.D;
     __syncthreads();  // the previous tile's dS·K is done with ks and dss
     load_tile<T, kBN, kD, kLdD>(
-        ks, [&](int r) -> const T* { return r < n ? kg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.vec);
+        ks, [&](int r) -> const T* { return r < n ? kg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.bits,
+        p.vec);
     load_tile<T, kBN, kD, kLdD>(
-        vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.vec);
+        vs, [&](int r) -> const T* { return r < n ? vg + static_cast<int64_t>(r) * a.D : nullptr; }, D, T(1), p.bits,
+        p.vec);
     __syncthreads();  // K, V (and, on the first tile, Q and dO) in place
     T s[RM][RN] = {}, dp[RM][RN] = {};
     if (!idle) {
@@ -613,7 +626,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_dq_kernel(const __grid_
         const int key = static_cast<int>(k0) + tx + 16 * j;
         const bool seen = key >= row_lo[i] && key < row_hi[i];
         const T pr = seen ? ex2(s[i][j] - lse2[i]) : T(0);
-        dss[(ty + 16 * i) * kLdP + tx + 16 * j] = pr * (dp[i][j] - di[i]);
+        dss[(ty + 16 * i) * kLdP + tx + 16 * j] = round_input(pr * (dp[i][j] - di[i]), p.bits);
       }
     __syncthreads();  // dS in place
     if (!idle) mma_nn<T, RM, RC, kBN, kLdP, kLdD>(dq_acc, dss + ty * kLdP, ks + tx * kVO);  // dQ += dS·K
@@ -804,6 +817,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   args.out = out, args.lse = lse, args.q = q, args.k = k, args.v = v;
   args.a = a;
   args.qscale = static_cast<T>(p.scale * kLog2e);
+  args.bits = std::is_same<T, float>::value ? matmul_round_bits() : 23;
   args.nrows = p.B * p.Hq * p.Tq;
   args.vec = p.D % kVec<T> == 0 && aligned16(q) && aligned16(k) && aligned16(v);
   with_head_dim(p.D, [&](auto kd) {
@@ -833,6 +847,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   args.a = a;
   args.kscale = static_cast<T>(p.scale * kLog2e);
   args.scale = static_cast<T>(p.scale);
+  args.bits = std::is_same<T, float>::value ? matmul_round_bits() : 23;
   args.vec = p.D % kVec<T> == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout);
   with_head_dim(p.D, [&](auto kd) {
     constexpr int kD = decltype(kd)::value;

@@ -193,10 +193,7 @@ template <typename T> void gemm(GemmParams<T> p, cudaStream_t stream, MatmulBack
 
 }  // namespace
 
-int matmul_round_bits() {
-  const MatmulPrecision p = matmul_precision();
-  return p == MatmulPrecision::bf16 ? 7 : p == MatmulPrecision::tf32 ? 10 : 23;
-}
+int matmul_round_bits() { return mantissa_bits(matmul_precision()); }
 
 template <typename T>
 void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,

@@ -21,6 +21,16 @@
 // Sᵀ = K·Qᵀ (keys as rows, queries as columns), so their key tiles need no packing; the key-tile pass packs Kᵀ
 // and Vᵀ once per key tile and computes S = Q·Kᵀ.
 //
+// Matmul precision (matmul_precision.h): under bf16 or tf32 every input of the five products is rounded as it is
+// packed into a tile, and the sums stay float32, as a bf16 FlashAttention-2 on tensor cores:
+//   forward   S = round(Q)·round(K)ᵀ, softmax statistics (running max, sum, lse) from the unrounded probabilities P,
+//             O += round(P)·round(V), P relative to the running max of its key tile (as FlashAttention-2)
+//   backward  S and dP = round(dO)·round(V)ᵀ, P from the saved lse, dS = P ⊙ (dP - D_i) from the unrounded P in
+//             float32, then dV += round(P)ᵀ·round(dO), dK += round(dS)ᵀ·round(Q), dQ += round(dS)·round(K);
+//             D_i = rowsum(dO ⊙ O) from the unrounded tensors (a reduction, not a product)
+// The scale (and log2 e) multiplies the rounded Q or K in float32. The precision is read once per call; fp32 (and
+// float64, never rounded) packs nothing it did not pack before, so those results are unchanged bit for bit.
+//
 // Scratch: each chunk of work allocates its tile buffers once through aligned_alloc_bytes (so allocStats counts
 // them): O(tile) elements. Backward also keeps D_i = rowsum(dO ⊙ O) (B·Hq·Tq elements) and, in the one-pass scheme,
 // a dQ buffer of Tq·(Hq/Hkv)·D elements per thread: O(T), never O(T²).
@@ -30,11 +40,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "../core/cpu_features.h"
 #include "../core/storage.h"
 #include "../core/thread_pool.h"
 #include "isa/attention_isa.h"
+#include "matmul_precision.h"
 
 namespace wavemoe {
 namespace {
@@ -87,10 +99,13 @@ struct Layout {
   int64_t rows;  // query rows of one (batch, kv head): Tq * g
   int64_t Dp;    // D rounded up to kAttentionPad: row length of buffers used as a gemm's b operand
   int64_t window;  // the sliding window, at most kv_length (no wider window sees more), so index sums never overflow
+  int bits;        // mantissa bits kept by every product input (round_mantissa): 23 or more rounds nothing
 
-  explicit Layout(const AttentionParams& params)
+  Layout(const AttentionParams& params, int round_bits)
       : p(params), g(params.Hq / params.Hkv), rows(params.Tq * g), Dp(round_up(params.D, kAttentionPad)),
-        window(std::min(params.window, std::max<int64_t>(params.kv_length, 1))) {}
+        window(std::min(params.window, std::max<int64_t>(params.kv_length, 1))), bits(round_bits) {}
+
+  bool rounds() const { return bits < 23; }
 
   int64_t position(int64_t r) const { return r / g; }  // query index t of row r
   // Element offset of row r of (b, kh) in a (B, Hq, Tq, ...) tensor with `width` elements per row.
@@ -141,26 +156,51 @@ int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, kMinChunkWork / std::max<int64_t>(1, work_per_item));
 }
 
-// dst (D x n, row stride ld) = (src rows j < n, each D long)ᵀ · s
-template <typename T> void pack_transposed(T* dst, int64_t ld, const T* src, int64_t n, int64_t D, T s) {
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t d = 0; d < D; ++d) dst[d * ld + j] = src[j * D + d] * s;
+// The element types' read of the process-wide matmul precision, once per call: float64 is never rounded.
+template <typename T> int round_bits() {
+  if constexpr (std::is_same_v<T, float>) return mantissa_bits(matmul_precision());
+  return 23;
 }
 
-// dst (n x Dp) = src (n x D), columns [D, Dp) zero.
-template <typename T> void pack_rows(T* dst, int64_t Dp, const T* src, int64_t n, int64_t D) {
+// dst (D x n, row stride ld) = round(src rows j < n, each D long)ᵀ · s
+template <typename T> void pack_transposed(T* dst, int64_t ld, const T* src, int64_t n, int64_t D, T s, int bits) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < D; ++d) dst[d * ld + j] = round_mantissa(src[j * D + d], bits) * s;
+}
+
+// dst (n x Dp) = round(src) (n x D), columns [D, Dp) zero.
+template <typename T>
+void pack_rows(T* dst, int64_t Dp, const T* src, int64_t n, int64_t D, const Layout& L,
+               const AttentionTileKernels<T>& kern) {
+  if (L.rounds()) kern.round_rows(dst, Dp, src, D, n, D, L.bits);
   for (int64_t j = 0; j < n; ++j) {
-    std::memcpy(dst + j * Dp, src + j * D, static_cast<size_t>(D) * sizeof(T));
+    if (!L.rounds()) std::memcpy(dst + j * Dp, src + j * D, static_cast<size_t>(D) * sizeof(T));
     std::fill(dst + j * Dp + D, dst + (j + 1) * Dp, T(0));
   }
 }
 
-// The b operand made of key/value rows [k0, k0 + n): the tensor itself when its rows are already padded, else a
-// padded copy in buf.
-template <typename T> const T* rows_operand(T* buf, const T* src, int64_t n, const Layout& L) {
-  if (L.Dp == L.p.D) return src;
-  pack_rows(buf, L.Dp, src, n, L.p.D);
+// Rounds the first n entries of `rows` rows (row stride ld) in place: P or dS before they enter a product.
+template <typename T>
+void round_tile(T* x, int64_t rows, int64_t ld, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern) {
+  if (L.rounds()) kern.round_rows(x, ld, x, ld, rows, n, L.bits);
+}
+
+// The b operand made of key/value rows [k0, k0 + n) (row stride Dp): the tensor itself when its rows are already
+// padded and nothing is rounded, else a padded, rounded copy in buf.
+template <typename T>
+const T* rows_operand(T* buf, const T* src, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern) {
+  if (L.Dp == L.p.D && !L.rounds()) return src;
+  pack_rows(buf, L.Dp, src, n, L.p.D, L, kern);
   return buf;
+}
+
+// The same rows as an a operand, which is only broadcast, so any row stride (*ld) will do: the tensor itself unless
+// it is rounded.
+template <typename T>
+const T* a_rows_operand(T* buf, const T* src, int64_t n, const Layout& L, const AttentionTileKernels<T>& kern,
+                        int64_t* ld) {
+  *ld = L.rounds() ? L.Dp : L.p.D;
+  return L.rounds() ? rows_operand(buf, src, n, L, kern) : src;
 }
 
 // Score row s (np columns, key k0 + j in column j): columns outside the visible keys [lo, hi) become -inf, so that
@@ -189,14 +229,14 @@ void mask_key_rows(T* st, int64_t ld, int64_t n, int64_t Mp, int64_t k0, int64_t
   }
 }
 
-// qt (D x Mp, row stride ld) = (rows [r0, r0 + M) of (b, kh) in x)ᵀ · s, columns [M, Mp) zero.
+// qt (D x Mp, row stride ld) = round(rows [r0, r0 + M) of (b, kh) in x)ᵀ · s, columns [M, Mp) zero.
 template <typename T>
 void pack_rows_transposed(T* qt, int64_t ld, const T* x, int64_t b, int64_t kh, int64_t r0, int64_t M, int64_t Mp,
                           T s, const Layout& L) {
   const int64_t D = L.p.D;
   for (int64_t i = 0; i < M; ++i) {
     const T* src = x + L.q_index(b, kh, r0 + i, D);
-    for (int64_t d = 0; d < D; ++d) qt[d * ld + i] = src[d] * s;
+    for (int64_t d = 0; d < D; ++d) qt[d * ld + i] = round_mantissa(src[d], L.bits) * s;
   }
   for (int64_t d = 0; d < D; ++d) std::fill(qt + d * ld + M, qt + d * ld + Mp, T(0));
 }
@@ -207,24 +247,27 @@ void pack_rows_transposed(T* qt, int64_t ld, const T* x, int64_t b, int64_t kh, 
 template <typename T> struct ForwardTile {
   T* qt;    // (D, kRowTile) queries transposed · scale · log2 e
   T* st;    // (kKeyTile, kRowTile) transposed scores, then probabilities
-  T* vp;    // (kKeyTile, Dp) values, padded (when D is not a multiple of kAttentionPad)
+  T* kp;    // (kKeyTile, Dp) keys, rounded (under a reduced matmul precision)
+  T* vp;    // (kKeyTile, Dp) values, padded (when D is not a multiple of kAttentionPad) and rounded
   T* acc;   // (kRowTile, Dp) unnormalised output
   T* m;     // (kRowTile) running max per query (log2 units)
   T* mref;  // (kRowTile) the max the probabilities are relative to (0 while a query has seen no key)
   T* l;     // (kRowTile) running sum of 2^(s - m)
 
   ForwardTile(Arena<T>& a, const Layout& L)
-      : qt(a.take(L.p.D * kRowTile)), st(a.take(kKeyTile * kRowTile)), vp(a.take(kKeyTile * L.Dp)),
-        acc(a.take(kRowTile * L.Dp)), m(a.take(kRowTile)), mref(a.take(kRowTile)), l(a.take(kRowTile)) {}
+      : qt(a.take(L.p.D * kRowTile)), st(a.take(kKeyTile * kRowTile)), kp(a.take(kKeyTile * L.Dp)),
+        vp(a.take(kKeyTile * L.Dp)), acc(a.take(kRowTile * L.Dp)), m(a.take(kRowTile)), mref(a.take(kRowTile)),
+        l(a.take(kRowTile)) {}
   static int64_t elems(const Layout& L) {
     auto pc = Arena<T>::piece;
-    return pc(L.p.D * kRowTile) + pc(kKeyTile * kRowTile) + pc(kKeyTile * L.Dp) + pc(kRowTile * L.Dp) +
+    return pc(L.p.D * kRowTile) + pc(kKeyTile * kRowTile) + 2 * pc(kKeyTile * L.Dp) + pc(kRowTile * L.Dp) +
            3 * pc(kRowTile);
   }
 };
 
 // Folds one tile of transposed scores (n keys) into the online softmax of queries [0, M): raises the running
-// maxima, rescales their sums and output rows, and leaves in w.st the probabilities relative to the new maxima.
+// maxima, rescales their sums and output rows, and leaves in w.st the probabilities relative to the new maxima (the
+// sums take them unrounded; w.st is rounded after, for P·V).
 template <typename T>
 void online_softmax_tile(ForwardTile<T>& w, int64_t n, int64_t M, int64_t Mp, int64_t Dp,
                          const AttentionTileKernels<T>& kern) {
@@ -258,10 +301,13 @@ void forward_row_tile(T* out, T* lse, const T* q, const T* k, const T* v, int64_
   L.keys_of_rows(r0, r1, &lo, &hi);
   for (int64_t k0 = lo; k0 < hi; k0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, hi - k0);
-    kern.gemm(w.st, kRowTile, k + L.kv_index(b, kh, k0), D, 1, w.qt, kRowTile, n, Mp, D, false);  // Sᵀ = K·Qᵀ
+    int64_t kld;
+    const T* ka = a_rows_operand(w.kp, k + L.kv_index(b, kh, k0), n, L, kern, &kld);
+    kern.gemm(w.st, kRowTile, ka, kld, 1, w.qt, kRowTile, n, Mp, D, false);  // Sᵀ = K·Qᵀ
     mask_key_rows(w.st, kRowTile, n, Mp, k0, r0, M, L);
     online_softmax_tile(w, n, M, Mp, Dp, kern);
-    const T* vb = rows_operand(w.vp, v + L.kv_index(b, kh, k0), n, L);
+    round_tile(w.st, n, kRowTile, Mp, L, kern);
+    const T* vb = rows_operand(w.vp, v + L.kv_index(b, kh, k0), n, L, kern);
     kern.gemm(w.acc, Dp, w.st, 1, kRowTile, vb, Dp, M, Dp, n, true);  // O += P·V
   }
   for (int64_t i = 0; i < M; ++i) {
@@ -286,6 +332,7 @@ template <typename T> struct KeyTile {
   T* vt;    // (D, kKeyTile) values transposed
   T* qp;    // (kRowTile, Dp) queries, padded
   T* dop;   // (kRowTile, Dp) output gradients, padded
+            // (every one of these four rounded under a reduced matmul precision, as are p, ds and kp before use)
   T* lse2;  // (kRowTile) log-sum-exp in log2 units
   T* di;    // (kRowTile) rowsum(dO ⊙ O)
   T* p;     // (kRowTile, kKeyTile) probabilities
@@ -312,9 +359,9 @@ template <typename T>
 void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, int64_t b, int64_t kh, int64_t k0,
                        int64_t n, const Layout& L, KeyTile<T>& w, const AttentionTileKernels<T>& kern) {
   const int64_t D = L.p.D, Dp = L.Dp, np = round_up(n, kern.lanes);
-  pack_transposed(w.kt, kKeyTile, in.k + L.kv_index(b, kh, k0), n, D, static_cast<T>(L.p.scale * kLog2e));
-  pack_transposed(w.vt, kKeyTile, in.v + L.kv_index(b, kh, k0), n, D, T(1));
-  const T* kb = dq_rows != nullptr ? rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L) : nullptr;
+  pack_transposed(w.kt, kKeyTile, in.k + L.kv_index(b, kh, k0), n, D, static_cast<T>(L.p.scale * kLog2e), L.bits);
+  pack_transposed(w.vt, kKeyTile, in.v + L.kv_index(b, kh, k0), n, D, T(1), L.bits);
+  const T* kb = dq_rows != nullptr ? rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L, kern) : nullptr;
   std::fill(w.dk, w.dk + n * Dp, T(0));
   std::fill(w.dv, w.dv + n * Dp, T(0));
   int64_t t_lo, t_hi;
@@ -322,8 +369,8 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
   for (int64_t r0 = t_lo * L.g; r0 < t_hi * L.g; r0 += kRowTile) {
     const int64_t M = std::min(kRowTile, t_hi * L.g - r0);
     for (int64_t i = 0; i < M; ++i) {
-      pack_rows(w.qp + i * Dp, Dp, in.q + L.q_index(b, kh, r0 + i, D), 1, D);
-      pack_rows(w.dop + i * Dp, Dp, in.dout + L.q_index(b, kh, r0 + i, D), 1, D);
+      pack_rows(w.qp + i * Dp, Dp, in.q + L.q_index(b, kh, r0 + i, D), 1, D, L, kern);
+      pack_rows(w.dop + i * Dp, Dp, in.dout + L.q_index(b, kh, r0 + i, D), 1, D, L, kern);
       w.lse2[i] = static_cast<T>(in.lse[L.q_index(b, kh, r0 + i, 1)] * kLog2e);
       w.di[i] = in.di[L.q_index(b, kh, r0 + i, 1)];
     }
@@ -338,6 +385,8 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
       kern.exp2_sum(p, np, w.lse2[i]);
       for (int64_t j = 0; j < np; ++j) ds[j] = p[j] * (ds[j] - w.di[i]);
     }
+    round_tile(w.p, M, kKeyTile, np, L, kern);  // after dS, which takes P unrounded
+    round_tile(w.ds, M, kKeyTile, np, L, kern);
     kern.gemm(w.dv, Dp, w.p, 1, kKeyTile, w.dop, Dp, n, Dp, M, true);  // dV += Pᵀ·dO
     kern.gemm(w.dk, Dp, w.ds, 1, kKeyTile, w.qp, Dp, n, Dp, M, true);  // dK += dSᵀ·Q (scaled below)
     if (dq_rows != nullptr) kern.gemm(dq_rows + r0 * Dp, Dp, w.ds, kKeyTile, 1, kb, Dp, M, Dp, n, true);  // dQ += dS·K
@@ -357,20 +406,22 @@ void backward_key_tile(T* dk, T* dv, T* dq_rows, const BackwardInputs<T>& in, in
 template <typename T> struct RowTile {
   T* qt;    // (D, kRowTile) queries transposed · scale · log2 e
   T* dot;   // (D, kRowTile) output gradients transposed
+            // (both rounded under a reduced matmul precision, as are dst, kp and vp before use)
   T* lse2;  // (kRowTile) log-sum-exp in log2 units
   T* di;    // (kRowTile) rowsum(dO ⊙ O)
   T* pt;    // (kKeyTile, kRowTile) probabilities, transposed
   T* dst;   // (kKeyTile, kRowTile) dPᵀ, then dSᵀ
   T* kp;    // (kKeyTile, Dp) keys, padded (when D is not a multiple of kAttentionPad)
+  T* vp;    // (kKeyTile, Dp) values (only when rounded)
   T* dq;    // (kRowTile, Dp) dQ accumulator
 
   RowTile(Arena<T>& a, const Layout& L)
       : qt(a.take(L.p.D * kRowTile)), dot(a.take(L.p.D * kRowTile)), lse2(a.take(kRowTile)), di(a.take(kRowTile)),
         pt(a.take(kKeyTile * kRowTile)), dst(a.take(kKeyTile * kRowTile)), kp(a.take(kKeyTile * L.Dp)),
-        dq(a.take(kRowTile * L.Dp)) {}
+        vp(a.take(kKeyTile * L.Dp)), dq(a.take(kRowTile * L.Dp)) {}
   static int64_t elems(const Layout& L) {
     auto pc = Arena<T>::piece;
-    return 2 * pc(L.p.D * kRowTile) + 2 * pc(kRowTile) + 2 * pc(kKeyTile * kRowTile) + pc(kKeyTile * L.Dp) +
+    return 2 * pc(L.p.D * kRowTile) + 2 * pc(kRowTile) + 2 * pc(kKeyTile * kRowTile) + 2 * pc(kKeyTile * L.Dp) +
            pc(kRowTile * L.Dp);
   }
 };
@@ -393,8 +444,12 @@ void backward_row_tile(T* dq, const BackwardInputs<T>& in, int64_t b, int64_t kh
   L.keys_of_rows(r0, r1, &lo, &hi);
   for (int64_t k0 = lo; k0 < hi; k0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, hi - k0);
-    kern.gemm(w.pt, kRowTile, in.k + L.kv_index(b, kh, k0), D, 1, w.qt, kRowTile, n, Mp, D, false);    // Sᵀ
-    kern.gemm(w.dst, kRowTile, in.v + L.kv_index(b, kh, k0), D, 1, w.dot, kRowTile, n, Mp, D, false);  // dPᵀ
+    const T* kb = rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L, kern);
+    int64_t vld;
+    const T* va = a_rows_operand(w.vp, in.v + L.kv_index(b, kh, k0), n, L, kern, &vld);
+    const T* ka = L.rounds() ? kb : in.k + L.kv_index(b, kh, k0);  // kb, when rounded, serves both products
+    kern.gemm(w.pt, kRowTile, ka, L.rounds() ? Dp : D, 1, w.qt, kRowTile, n, Mp, D, false);  // Sᵀ
+    kern.gemm(w.dst, kRowTile, va, vld, 1, w.dot, kRowTile, n, Mp, D, false);                 // dPᵀ
     mask_key_rows(w.pt, kRowTile, n, Mp, k0, r0, M, L);
     kern.exp2_cols(w.pt, n, kRowTile, Mp, w.lse2, nullptr);
     for (int64_t j = 0; j < n; ++j) {
@@ -402,7 +457,7 @@ void backward_row_tile(T* dq, const BackwardInputs<T>& in, int64_t b, int64_t kh
       const T* p = w.pt + j * kRowTile;
       for (int64_t i = 0; i < Mp; ++i) ds[i] = p[i] * (ds[i] - w.di[i]);
     }
-    const T* kb = rows_operand(w.kp, in.k + L.kv_index(b, kh, k0), n, L);
+    round_tile(w.dst, n, kRowTile, Mp, L, kern);
     kern.gemm(w.dq, Dp, w.dst, 1, kRowTile, kb, Dp, M, Dp, n, true);  // dQ += dS·K (scaled below)
   }
   const T scale = static_cast<T>(L.p.scale);
@@ -489,7 +544,7 @@ void backward_two_passes(T* dq, T* dk, T* dv, const BackwardInputs<T>& in, const
 
 template <typename T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const AttentionParams& p) {
-  const Layout L(p);
+  const Layout L(p, round_bits<T>());
   if (L.rows == 0 || p.B == 0 || p.Hkv == 0) return;
   const AttentionTileKernels<T> kern = tile_kernels<T>();
   const int64_t tiles = (L.rows + kRowTile - 1) / kRowTile, items = p.B * p.Hkv * tiles;
@@ -509,7 +564,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
                         const T* lse, const AttentionParams& p) {
-  const Layout L(p);
+  const Layout L(p, round_bits<T>());
   if (L.rows == 0 || p.B == 0 || p.Hkv == 0 || p.kv_length == 0) return;
   const AttentionTileKernels<T> kern = tile_kernels<T>();
   const int64_t nrows = p.B * p.Hq * p.Tq;

@@ -4,6 +4,11 @@
 //
 // Backward ADDS (+=) into dq, dk and dv; zeroing them is the caller's job.
 //
+// float32 honours the matmul precision (matmul_precision.h): under bf16 or tf32 the inputs of every product (Q, K, V,
+// dO, and the probabilities P and dS = ∂L/∂S where they enter P·V, Pᵀ·dO, dS·K, dSᵀ·Q) are rounded and the sums stay
+// float32, as a bf16 FlashAttention-2; softmax statistics, lse and outputs stay float32 (attention.cc says exactly
+// what is rounded). float64 is never rounded.
+//
 // Layouts (row-major, contiguous):
 //   q, out, dq, dout are (B, Hq, Tq, D); lse is (B, Hq, Tq)
 //   k, v, dk, dv are (B, Hkv, C, D) with C >= kv_length: a KV cache's capacity, or Tk; rows [kv_length, C) are

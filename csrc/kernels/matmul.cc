@@ -450,7 +450,7 @@ void forward_exact(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64
 // A copy of the `count` floats at src rounded to the matmul precision, in a per-thread buffer reused across calls.
 const float* rounded_copy(std::vector<float>* buffer, const float* src, int64_t count, MatmulPrecision p) {
   buffer->resize(static_cast<size_t>(count));
-  const int bits = p == MatmulPrecision::bf16 ? 7 : 10;
+  const int bits = mantissa_bits(p);
   float* dst = buffer->data();
   parallel_for(count, 1 << 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) dst[i] = round_mantissa(src[i], bits);

@@ -18,9 +18,16 @@ void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 const char* matmul_precision_name(MatmulPrecision p);
 
-// Round to nearest, ties to even, keeping `bits` mantissa bits (7: bfloat16, 10: TF32). NaN stays NaN; values past
-// the largest finite one round to ±Infinity, as a conversion does.
+// The mantissa bits a product's float32 input keeps under precision p: 7 (bf16), 10 (tf32), 23 (fp32: all of them).
+// cuda/common.cuh's matmul_round_bits() is this for the process-wide precision.
+inline int mantissa_bits(MatmulPrecision p) {
+  return p == MatmulPrecision::bf16 ? 7 : p == MatmulPrecision::tf32 ? 10 : 23;
+}
+
+// Round to nearest, ties to even, keeping `bits` mantissa bits (7: bfloat16, 10: TF32; 23 or more: x unchanged).
+// NaN stays NaN; values past the largest finite one round to ±Infinity, as a conversion does.
 inline float round_mantissa(float x, int bits) {
+  if (bits >= 23) return x;
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   if ((u & 0x7f800000u) == 0x7f800000u) return x;  // Inf and NaN unchanged
@@ -32,6 +39,7 @@ inline float round_mantissa(float x, int bits) {
   std::memcpy(&r, &u, sizeof r);
   return r;
 }
+inline double round_mantissa(double x, int) { return x; }  // float64 products are never rounded
 inline float round_to_bf16(float x) { return round_mantissa(x, 7); }
 inline float round_to_tf32(float x) { return round_mantissa(x, 10); }
 

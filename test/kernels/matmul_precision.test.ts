@@ -9,24 +9,10 @@ import { validateConfig } from '../../lib/models/config';
 import { Transformer } from '../../lib/models/transformer';
 import { languageModelSource } from '../../lib/train/sources';
 import { Trainer } from '../../lib/train/trainer';
+import { roundRef } from '../helpers/precision';
 import { Rng } from '../helpers/random';
 
 afterEach(() => ops.setMatmulPrecision('fp32'));
-
-/** x rounded to `bits` mantissa bits, ties to even, by integer arithmetic on the float32 bits. */
-function roundRef(x: number, bits: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  const exp = (u[0]! >>> 23) & 0xff;
-  if (exp === 0xff) return f[0]!;
-  const drop = 23 - bits;
-  const low = u[0]! & ((1 << drop) - 1);
-  const halfway = 1 << (drop - 1);
-  let kept = u[0]! - low;
-  if (low > halfway || (low === halfway && ((kept >>> drop) & 1) === 1)) kept += 1 << drop;
-  u[0] = kept >>> 0;
-  return f[0]!;
-}
 
 function product(A0: Float32Array, B0: Float32Array, M: number, N: number, K: number, round: (x: number) => number): Float64Array {
   const A = Float64Array.from(A0, round), B = Float64Array.from(B0, round);

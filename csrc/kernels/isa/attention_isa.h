@@ -24,6 +24,9 @@ template <typename T> struct AttentionTileKernels {
   // x is (rows, ld): x[r][i] = 2^(x[r][i] - m[i]) for i < n (-inf gives 0); colsum[i] += the column's sum unless
   // colsum is null.
   void (*exp2_cols)(T* x, int64_t rows, int64_t ld, int64_t n, const T* m, T* colsum);
+  // dst[r*ldd + i] = src[r*lds + i] rounded to `bits` mantissa bits (round_mantissa in matmul_precision.h; bits < 23)
+  // for r < rows, i < n (any n: nothing past it is read or written); dst may be src. float64 is copied unchanged.
+  void (*round_rows)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t n, int bits);
 };
 
 // Defined by attention_<isa>.cc for its own ISA.

@@ -22,6 +22,7 @@ template <typename T> struct VecOf {
 };
 template <typename T> using Vec = typename VecOf<T>::type;
 typedef int32_t VecI32 __attribute__((vector_size(kVecBytes)));
+typedef uint32_t VecU32 __attribute__((vector_size(kVecBytes)));
 template <typename T> constexpr int kLanes = kVecBytes / static_cast<int>(sizeof(T));
 
 static_assert(kAttentionPad % kLanes<float> == 0 && kAttentionPad % (kNV * kLanes<double>) == 0,
@@ -134,6 +135,39 @@ inline void exp2_cols_f32(float* x, int64_t rows, int64_t ld, int64_t n, const f
   }
 }
 
+// round_mantissa (matmul_precision.h, which an ISA unit must not call: an inline function) lane by lane, in the same
+// integer steps: round to nearest even at `bits` mantissa bits (bits < 23), Inf and NaN unchanged.
+inline Vec<float> round_vec(Vec<float> x, int bits) {
+  const int drop = 23 - bits;
+  const VecU32 u = (VecU32)x;
+  const VecU32 r = (u + (((1u << (drop - 1)) - 1u) + ((u >> drop) & 1u))) & ~((1u << drop) - 1u);
+  return (Vec<float>)((u & 0x7f800000u) == 0x7f800000u ? u : r);
+}
+
+inline void round_rows_f32(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t n,
+                           int bits) {
+  constexpr int L = kLanes<float>;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * lds;
+    float* d = dst + r * ldd;
+    int64_t i = 0;
+    for (; i + L <= n; i += L) store(d + i, round_vec(load(s + i), bits));
+    if (i < n) {  // the tail through a zeroed vector: nothing past n is read or written
+      Vec<float> t{};
+      __builtin_memcpy(&t, s + i, static_cast<size_t>(n - i) * sizeof(float));
+      t = round_vec(t, bits);
+      __builtin_memcpy(d + i, &t, static_cast<size_t>(n - i) * sizeof(float));
+    }
+  }
+}
+
+inline void round_rows_f64(double* dst, int64_t ldd, const double* src, int64_t lds, int64_t rows, int64_t n, int) {
+  if (dst == src && ldd == lds) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    __builtin_memmove(dst + r * ldd, src + r * lds, static_cast<size_t>(n) * sizeof(double));
+  }
+}
+
 // float64 keeps libm's exp2 (within an ulp): it is the precision reference, not the fast path.
 inline double exp2_sum_f64(double* x, int64_t n, double m) {
   double s = 0;
@@ -157,11 +191,11 @@ inline void exp2_cols_f64(double* x, int64_t rows, int64_t ld, int64_t n, const 
 
 template <> AttentionTileKernels<float> attention_tile_kernels_for<WAVEMOE_ATTN_ISA, float>() {
   namespace ns = WAVEMOE_ATTN_NS;
-  return {ns::kLanes<float>, &ns::gemm<float>, &ns::exp2_sum_f32, &ns::exp2_cols_f32};
+  return {ns::kLanes<float>, &ns::gemm<float>, &ns::exp2_sum_f32, &ns::exp2_cols_f32, &ns::round_rows_f32};
 }
 template <> AttentionTileKernels<double> attention_tile_kernels_for<WAVEMOE_ATTN_ISA, double>() {
   namespace ns = WAVEMOE_ATTN_NS;
-  return {ns::kLanes<double>, &ns::gemm<double>, &ns::exp2_sum_f64, &ns::exp2_cols_f64};
+  return {ns::kLanes<double>, &ns::gemm<double>, &ns::exp2_sum_f64, &ns::exp2_cols_f64, &ns::round_rows_f64};
 }
 
 }  // namespace wavemoe

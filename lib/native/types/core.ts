@@ -69,8 +69,9 @@ export interface CoreOps {
   allocStats(): AllocStats;
   /**
    * Process-wide precision of float32 matrix products (as torch.set_float32_matmul_precision): 'fp32' (default),
-   * 'tf32' or 'bf16' round the inputs of every product (Linear layers, the output layer, the MoE router and experts)
-   * to that format and sum in float32; weights, outputs, norms, softmax, the loss and AdamW stay float32. On a GPU
+   * 'tf32' or 'bf16' round the inputs of every product (Linear layers, the output layer, the MoE router and experts,
+   * and fused attention's Q·Kᵀ, P·V and gradient products, as a bf16 FlashAttention-2) to that format and sum in
+   * float32; weights, outputs, norms, softmax (attention's too), the loss and AdamW stay float32. On a GPU
    * these are cuBLAS's tensor-core paths; on the CPU they are emulated (same numbers, no speed-up). float64 is exact.
    */
   setMatmulPrecision(precision: MatmulPrecision): void;
