@@ -71,6 +71,14 @@ __device__ __forceinline__ void tile_fma(T (&acc)[TM][TN], const T (&Xs)[BK][BM 
 // The mantissa bits of the process-wide matmul precision (host side).
 int matmul_round_bits();
 
+// Whether the own kernels (attention, the MoE grouped GEMMs) may use tensor cores (WMMA) for float32 data under a
+// reduced matmul precision (bf16: 7 mantissa bits, tf32: 10). On unless WAVEMOE_CUDA_TENSOR_CORES=0 (read once), so
+// that a GPU session can compare the tensor-core path with the CUDA-core path it replaces. Host side.
+bool tensor_cores_enabled();
+// The WMMA input type for `round_bits` when tensor cores are enabled and the data is float32: 7 -> bf16, 10 -> tf32;
+// 0: use the CUDA-core path (fp32, float64, or tensor cores disabled).
+int tensor_core_bits(int round_bits, bool is_float32);
+
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -1,6 +1,7 @@
 // Batched GEMM: the own tiled kernel, the cuBLAS path, and the backward pass expressed as GEMMs.
 #include "matmul.h"
 
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -194,6 +195,19 @@ template <typename T> void gemm(GemmParams<T> p, cudaStream_t stream, MatmulBack
 }  // namespace
 
 int matmul_round_bits() { return mantissa_bits(matmul_precision()); }
+
+bool tensor_cores_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("WAVEMOE_CUDA_TENSOR_CORES");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
+int tensor_core_bits(int round_bits, bool is_float32) {
+  if (!is_float32 || !tensor_cores_enabled()) return 0;
+  return round_bits == 7 || round_bits == 10 ? round_bits : 0;
+}
 
 template <typename T>
 void matmul_forward(T* C, const T* A, const T* B, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
