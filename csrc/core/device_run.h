@@ -8,8 +8,8 @@
 //  - an index check is made by the kernel that reads the index: it reads nothing out of bounds, writes NaN where the
 //    result would have been, and records the first bad position and its value in a device word (`index_check()`,
 //    encoding below);
-// and `finish()` copies every word back in one copy per device (the one wait), fills the run's number results and
-// throws the first failed check as "<op> (recorded step i of n): <what was wrong>".
+// and `finish()` copies every word back, one copy per device (per 1,024 words: the one wait), fills the run's
+// numbers and throws the first failed check as "<op> (recorded step i of n): <what was wrong>".
 //
 // Check word encoding (kernels: `report_bad_index` in cuda/common.cuh): 0 means no problem; otherwise
 // ((2^32 - 1 - index) << 32) | uint32(value), combined with atomicMax, so the word keeps the smallest bad index (and
@@ -72,8 +72,9 @@ class DeviceRun {
   // True when the running step's number is written to the device (its job's return value is then not the result).
   bool number_deferred(int64_t scalar_slot) const;
 
-  // Copies every device's words back (one copy_to_host, that is one wait, per device used), writes the deferred
-  // numbers into `scalars`, then throws the first failed check (in step order). Nothing to do: no wait at all.
+  // Copies every device's words back (one copy_to_host, that is one wait, per device used and 1,024 words), writes
+  // the deferred numbers into `scalars`, then throws the first failed check (in step order). Nothing to do: no wait
+  // at all.
   void finish(std::vector<double>* scalars);
 
  private:
