@@ -152,9 +152,14 @@ static void test_first_job_after_resize_is_parallel() {
     set_num_threads(1);
     set_num_threads(2);
     std::vector<std::thread::id> ids(2);
+    std::atomic<int> started{0};
     parallel_chunks(2, 1, [&](int64_t c, int64_t, int64_t) {
       ids[static_cast<size_t>(c)] = std::this_thread::get_id();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // Each chunk waits (up to 2 s, for a loaded machine) until the other has started: two threads get there at
+      // once; a pool that left its new worker idle runs the chunks one after the other on one thread.
+      started++;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (started.load() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
     });
     CHECK(ids[0] != ids[1]);
   }
