@@ -21,7 +21,8 @@
 // How it runs (see moe.cu): dispatch = CUB stable radix sort of (expert, pair) + run boundaries + one scan thread;
 // expert FFN = grouped GEMM kernels over the experts' row blocks (tiles found from the device offsets; tiles past an
 // expert's rows do not exist), weight gradients = one block per (expert, output tile) summing that expert's rows in
-// order; bias gradients and aux sums in double with fixed chunking.
+// order (float32 under the bf16 / tf32 matmul precision: the same on tensor cores, moe_gemm_tc.cuh); bias gradients
+// and aux sums in double with fixed chunking.
 #pragma once
 #include <cuda_runtime_api.h>
 
