@@ -20,6 +20,8 @@
 #include "activation_math.cuh"
 #include "common.cuh"
 #include "matmul.h"
+#include "moe_gemm.cuh"
+#include "moe_gemm_tc.cuh"
 
 namespace wavemoe {
 namespace gpu {
@@ -386,36 +388,7 @@ __global__ void moe_aux_finish_kernel(double* aux, double* loss, const double* s
 // outputs strided by the thread grid (conflict-free shared reads, coalesced stores); K advances BK at a time
 // through shared memory, tiles zero-filled past the edges; each output is one fma chain in K order.
 
-// C (expert e's rows) = X (R, K) · op(Y_e) [+ bias_e] (C += when accumulate). Y_e = Y + e·y_stride is (N, K) when
-// kTransY (C = X·Y_eᵀ: the forward's xp·w1ᵀ), (K, N) otherwise (the backward's dy·w2). C is (R, N).
-template <typename T> struct RowGemm {
-  T* C;
-  const T* X;
-  const T* Y;
-  const T* bias;  // (E, N) or null
-  const int32_t* offsets;
-  int64_t E, N, K, y_stride;
-  bool accumulate;
-  int round_bits = 23;  // the matmul precision (common.cuh round_input)
-};
-
-// Row tile `tile` counted over the experts in order (expert e has ceil(rows_e / BM) tiles): its expert, its first
-// row and the expert's end row. False past the last tile. Depends on blockIdx only: uniform over the block.
-__device__ __forceinline__ bool find_row_tile(const int32_t* offsets, int64_t E, int64_t tile, int BM,
-                                              int64_t* expert, int64_t* row0, int64_t* row_end) {
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t begin = offsets[e], end = offsets[e + 1];
-    const int64_t tiles = (end - begin + BM - 1) / BM;
-    if (tile < tiles) {
-      *expert = e;
-      *row0 = begin + tile * BM;
-      *row_end = end;
-      return true;
-    }
-    tile -= tiles;
-  }
-  return false;
-}
+// RowGemm, WeightGradGemm and find_row_tile: moe_gemm.cuh.
 
 // Grid: x = row tiles over all experts (an upper bound; the surplus blocks exit at once), y = column tiles.
 template <typename T, bool kTransY, int BM, int BN, int BK, int TM, int TN>
@@ -476,17 +449,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_row_gemm_kernel(Row
   }
 }
 
-// dW_e (M, N) += Σ over expert e's rows r of X[r, :]ᵀ · Y[r, :], X (R, M), Y (R, N), dW (E, M, N). One block per
-// (column tile, row tile, expert) walks that expert's rows in order: each gradient element is one fma chain.
-template <typename T> struct WeightGradGemm {
-  T* C;
-  const T* X;
-  const T* Y;
-  const int32_t* offsets;
-  int64_t M, N;
-  int round_bits = 23;
-};
-
+// dW_e += X_eᵀ·Y_e (WeightGradGemm). One block per (column tile, row tile, expert) walks that expert's rows in
+// order: each gradient element is one fma chain.
 template <typename T, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN)) moe_weight_grad_kernel(WeightGradGemm<T> p) {
   constexpr int kGemmThreads = (BM / TM) * (BN / TN);
@@ -569,6 +533,12 @@ __global__ void __launch_bounds__(kThreads) moe_bias_finish_kernel(T* dbias, con
 
 // ============================================ kernel launchers ============================================
 
+// The float32 GEMMs' tensor-core path (tensor_core_bits: 7 bf16, 10 tf32, 0 CUDA cores), unless a test turned it off.
+bool g_moe_tensor_cores_allowed = true;
+int moe_tensor_core_bits(int round_bits) {
+  return g_moe_tensor_cores_allowed ? tensor_core_bits(round_bits, true) : 0;
+}
+
 // float32 uses 128x128 tiles (8x8 per thread) when there are enough of them to fill a big GPU (matmul.cu's rule),
 // 64x64 (4x4) otherwise; float64 always 64x64.
 constexpr int64_t kBigTileMin = 128;
@@ -579,11 +549,16 @@ void check_grid(int64_t x, int64_t y, int64_t z, const char* what) {
   }
 }
 
+// Row tiles to launch: Σ_e ceil(rows_e / BM) <= (R + E (BM - 1)) / BM with R <= pairs; and rows_e <=
+// min(capacity, pairs).
+int64_t row_tiles(int64_t E, int64_t pairs, int64_t capacity, int BM) {
+  const int64_t max_rows = std::min(pairs, capacity);
+  return std::min((pairs + E * (BM - 1)) / BM, E * ((max_rows + BM - 1) / BM));
+}
+
 template <typename T, bool kTransY, int BM, int BN, int BK, int TM, int TN>
 void launch_row_gemm(const RowGemm<T>& p, int64_t pairs, int64_t capacity, cudaStream_t stream) {
-  // Σ_e ceil(rows_e / BM) <= (R + E (BM - 1)) / BM with R <= pairs; and rows_e <= min(capacity, pairs).
-  const int64_t max_rows = std::min(pairs, capacity);
-  const int64_t tiles = std::min((pairs + p.E * (BM - 1)) / BM, p.E * ((max_rows + BM - 1) / BM));
+  const int64_t tiles = row_tiles(p.E, pairs, capacity, BM);
   if (tiles <= 0 || p.N <= 0) return;
   const int64_t col_tiles = (p.N + BN - 1) / BN;
   check_grid(tiles, col_tiles, 1, "moe grouped GEMM");
@@ -592,10 +567,34 @@ void launch_row_gemm(const RowGemm<T>& p, int64_t pairs, int64_t capacity, cudaS
   WAVEMOE_CUDA_CHECK_LAUNCH("moe_row_gemm_kernel");
 }
 
+// The tensor-core kernels: 128x128 tiles on 8 warps (each 64x32) when there are enough of them, else 64x64 on 4.
+template <int Bits, bool kTransY, int BM, int BN, int WM, int WN>
+void launch_row_gemm_tc(const RowGemm<float>& p, int64_t pairs, int64_t capacity, cudaStream_t stream) {
+  const int64_t tiles = row_tiles(p.E, pairs, capacity, BM);
+  if (tiles <= 0 || p.N <= 0) return;
+  const int64_t col_tiles = (p.N + BN - 1) / BN;
+  check_grid(tiles, col_tiles, 1, "moe grouped GEMM");
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(col_tiles));
+  tc::moe_row_gemm_tc_kernel<Bits, kTransY, BM, BN, WM, WN><<<grid, WM * WN * 32, 0, stream>>>(p);
+  WAVEMOE_CUDA_CHECK_LAUNCH("moe_row_gemm_tc_kernel");
+}
+
+template <int Bits, bool kTransY>
+void row_gemm_tc_tiles(const RowGemm<float>& p, int64_t pairs, int64_t capacity, bool big, cudaStream_t stream) {
+  if (big) {
+    launch_row_gemm_tc<Bits, kTransY, 128, 128, 2, 4>(p, pairs, capacity, stream);
+  } else {
+    launch_row_gemm_tc<Bits, kTransY, 64, 64, 2, 2>(p, pairs, capacity, stream);
+  }
+}
+
 template <bool kTransY>
 void row_gemm_tiles(const RowGemm<float>& p, int64_t pairs, int64_t capacity, cudaStream_t stream) {
   const int64_t rows = std::min(pairs, p.E * std::min(pairs, capacity));  // R at most
   const int64_t big_tiles = ((rows + 127) / 128) * ((p.N + 127) / 128);
+  const int tc_bits = moe_tensor_core_bits(p.round_bits);
+  if (tc_bits == 7) return row_gemm_tc_tiles<7, kTransY>(p, pairs, capacity, big_tiles >= kBigTileMin, stream);
+  if (tc_bits == 10) return row_gemm_tc_tiles<10, kTransY>(p, pairs, capacity, big_tiles >= kBigTileMin, stream);
   if (big_tiles >= kBigTileMin) {
     launch_row_gemm<float, kTransY, 128, 128, 8, 8, 8>(p, pairs, capacity, stream);
   } else {
@@ -628,8 +627,28 @@ void launch_weight_grad(const WeightGradGemm<T>& p, int64_t E, cudaStream_t stre
   WAVEMOE_CUDA_CHECK_LAUNCH("moe_weight_grad_kernel");
 }
 
+template <int Bits, int BM, int BN, int WM, int WN>
+void launch_weight_grad_tc(const WeightGradGemm<float>& p, int64_t E, cudaStream_t stream) {
+  const int64_t gx = (p.N + BN - 1) / BN, gy = (p.M + BM - 1) / BM;
+  check_grid(gx, gy, E, "moe weight gradient");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(E));
+  tc::moe_weight_grad_tc_kernel<Bits, BM, BN, WM, WN><<<grid, WM * WN * 32, 0, stream>>>(p);
+  WAVEMOE_CUDA_CHECK_LAUNCH("moe_weight_grad_tc_kernel");
+}
+
+template <int Bits> void weight_grad_tc_tiles(const WeightGradGemm<float>& p, int64_t E, bool big, cudaStream_t stream) {
+  if (big) {
+    launch_weight_grad_tc<Bits, 128, 128, 2, 4>(p, E, stream);
+  } else {
+    launch_weight_grad_tc<Bits, 64, 64, 2, 2>(p, E, stream);
+  }
+}
+
 void weight_grad_tiles(const WeightGradGemm<float>& p, int64_t E, cudaStream_t stream) {
   const int64_t big_tiles = ((p.M + 127) / 128) * ((p.N + 127) / 128) * E;
+  const int tc_bits = moe_tensor_core_bits(p.round_bits);
+  if (tc_bits == 7) return weight_grad_tc_tiles<7>(p, E, big_tiles >= kBigTileMin, stream);
+  if (tc_bits == 10) return weight_grad_tc_tiles<10>(p, E, big_tiles >= kBigTileMin, stream);
   if (big_tiles >= kBigTileMin) {
     launch_weight_grad<float, 128, 128, 8, 8, 8>(p, E, stream);
   } else {
@@ -700,6 +719,9 @@ void hidden_backward(const MoeWork<T>& wk, const MoeSaved<T>& s, const MoeConfig
 }
 
 }  // namespace
+
+int moe_gemm_tensor_core_bits() { return moe_tensor_core_bits(matmul_round_bits()); }
+void set_moe_tensor_cores_allowed(bool allowed) { g_moe_tensor_cores_allowed = allowed; }
 
 // ---- router -----------------------------------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@
 // How it runs (see moe.cu): dispatch = CUB stable radix sort of (expert, pair) + run boundaries + one scan thread;
 // expert FFN = grouped GEMM kernels over the experts' row blocks (tiles found from the device offsets; tiles past an
 // expert's rows do not exist), weight gradients = one block per (expert, output tile) summing that expert's rows in
-// order; bias gradients and aux sums in double with fixed chunking.
+// order (float32 under the bf16 / tf32 matmul precision: the same on tensor cores, moe_gemm_tc.cuh); bias gradients
+// and aux sums in double with fixed chunking.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -89,6 +90,16 @@ void moe_forward(T* out, const MoeSaved<T>& s, const T* x, const MoeWeights<T>& 
 template <typename T>
 void moe_backward(T* dx, const MoeGrads<T>& g, const MoeWork<T>& wk, const T* dout, const MoeSaved<T>& s, const T* x,
                   const MoeWeights<T>& w, const MoeConfig& c, cudaStream_t stream);
+
+// ---- the expert GEMMs' kernels (for tests) -------------------------------------------------------------------------
+
+// Which kernels the float32 expert GEMMs use under the current matmul precision: 7 (tensor cores, bf16 inputs), 10
+// (tensor cores, tf32) or 0 (CUDA cores: fp32 precision, WAVEMOE_CUDA_TENSOR_CORES=0, or turned off below). float64
+// always uses the CUDA cores.
+int moe_gemm_tensor_core_bits();
+// false sends the float32 expert GEMMs to the CUDA-core kernels whatever the precision (what
+// WAVEMOE_CUDA_TENSOR_CORES=0 does, within one process); true, the default, leaves the choice to tensor_core_bits.
+void set_moe_tensor_cores_allowed(bool allowed);
 
 }  // namespace gpu
 }  // namespace wavemoe

@@ -21,12 +21,24 @@
 // ties (lower index wins). ReLU layer cases redraw until no pre-activation lies within 5e-5 of the kink (the
 // layer's backward uses each side's own a). Device buffers start as NaN (ints -1), so a kernel that skips an output
 // or reads a row past R shows up as NaN.
+//
+// Under the bf16 / tf32 matmul precision (float32; set on both sides) the expert GEMMs run on tensor cores (WMMA),
+// the CPU emulates the rounding: both round the same float32 inputs to nearest even, and products of rounded inputs
+// are exact in float32, so a GEMM whose inputs are identical on both sides (the first stage: a, b from xp; dh, dw2
+// from dy; the router's logits) differs only by summation order: the float32 tolerance above ("tight"). A GEMM input
+// computed on each side (h, da, db, dlogits) differs by float32 rounding, which can move its rounding to the other
+// neighbour: one bf16 (tf32) ulp, 2^-7 (2^-10) of that input, in the rare product it happens to ("loose": pieces
+// 2·2^-bits, whole layer 4·2^-bits of max|ref|; a bug that skips the rounding breaks the tight checks, an indexing
+// bug is O(1)). An expert-count test forces experts of 0, 1, 17, 129, 200 rows with D, F in {1, 15, 16, 33, 200}
+// (partial tensor-core tiles at every edge), and a switch test checks that the CUDA-core path, turned on by
+// gpu::set_moe_tensor_cores_allowed(false) (as WAVEMOE_CUDA_TENSOR_CORES=0 does), is the old kernel bit for bit.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -40,12 +52,14 @@
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/moe.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/moe.h"
 
 using namespace cuda_test;
 
 namespace {
 
+using cpu::MatmulPrecision;
 using cpu::MoeActivation;
 using cpu::MoeRouter;
 
@@ -68,6 +82,16 @@ template <> struct Tol<double> {
   static constexpr double piece = 1e-12, layer = 1e-10;
   static constexpr const char* name = "float64";
 };
+
+// Sets the process-wide matmul precision (both sides read it); fp32 again at the end of the scope.
+struct PrecisionScope {
+  explicit PrecisionScope(MatmulPrecision p) { cpu::set_matmul_precision(p); }
+  ~PrecisionScope() { cpu::set_matmul_precision(MatmulPrecision::fp32); }
+};
+int precision_bits() { return cpu::mantissa_bits(cpu::matmul_precision()); }
+// Loose tolerances (header): one rounding flip of a computed GEMM input; the tight one is Tol<float>'s.
+double loose_piece(int bits) { return 2.0 * std::ldexp(1.0, -bits); }
+double loose_layer(int bits) { return 4.0 * std::ldexp(1.0, -bits); }
 
 constexpr double kGap = 1e-3;   // least distance between a token's k + 1 best logits
 constexpr double kKink = 5e-5;  // least |a| in ReLU layer cases
@@ -175,10 +199,14 @@ template <typename T> struct Model {
 // Token n's router logits, exactly (double) from the stored inputs.
 template <typename T> std::vector<double> host_logits(const Model<T>& m, int64_t n) {
   const int64_t D = m.c.D, E = m.c.E;
+  const int bits = precision_bits();  // the gate GEMM's inputs rounded as both sides round them (23: as they are)
   std::vector<double> l(E);
   for (int64_t e = 0; e < E; ++e) {
     double acc = m.p[kGateB].empty() ? 0.0 : static_cast<double>(m.p[kGateB][e]);
-    for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(m.x[n * D + d]) * m.p[kGateW][e * D + d];
+    for (int64_t d = 0; d < D; ++d) {
+      acc += static_cast<double>(cpu::round_mantissa(m.x[n * D + d], bits)) *
+             static_cast<double>(cpu::round_mantissa(m.p[kGateW][e * D + d], bits));
+    }
     l[e] = acc;
   }
   return l;
@@ -463,7 +491,9 @@ void test_router_ties() {
 }
 
 // ================================================================ the pieces, each on the CPU's inputs
-template <typename T> void test_router(const Case& cs, double rel) {
+// loose (< 0: rel) for what a GEMM computes from a computed input (header): dx and the gate gradients.
+template <typename T> void test_router(const Case& cs, double rel, double loose = -1) {
+  if (loose < 0) loose = rel;
   Model<T> m = make_model<T>(cs);
   const cpu::MoeConfig& c = m.c;
   HostSaved<T> hs(c);
@@ -499,8 +529,8 @@ template <typename T> void test_router(const Case& cs, double rel) {
     gpu::router_backward<T>(d_dx.get(), grads_of(d_g), d_dlogits.get(), d_dweight.get(), ds.view(), d_x.get(),
                             weights_of(dp), c, g_stream);
     expect_rel(what + "dlogits", download(d_dlogits), dlogits_ref, rel);
-    expect_rel(what + "dx", download(d_dx), dx_ref, rel);
-    compare_params(what + "d", download_params(d_g), g_ref, rel);
+    expect_rel(what + "dx", download(d_dx), dx_ref, loose);
+    compare_params(what + "d", download_params(d_g), g_ref, loose);
   }
 }
 
@@ -524,11 +554,11 @@ template <typename T> void test_gather(const Case& cs) {
   expect_identical("gather_backward dx", download(d_dx), dx_ref);
 }
 
-template <typename T> void test_expert_ffn(const Case& cs, double rel) {
-  Model<T> m = make_model<T>(cs);
+// The expert FFN on the CPU's routing hs (offsets and xp filled). tight: outputs of GEMMs whose inputs are the same
+// on both sides (a, b, h; dh, da, db; dw2, db2 and the bias gradients); loose: y, dxp, dw1, dw3 (header).
+template <typename T> void check_expert_ffn(Model<T>& m, HostSaved<T>& hs, double tight, double loose) {
   const cpu::MoeConfig& c = m.c;
   const bool glu = c.activation == MoeActivation::swiglu;
-  HostSaved<T> hs = cpu_routed(m);
   const int64_t R = hs.R(), RD = R * c.D, RF = R * c.F;
   cpu::expert_ffn_forward<T>(hs.view(), weights_of(m.p), c);
   DevSaved<T> ds(c);
@@ -536,10 +566,10 @@ template <typename T> void test_expert_ffn(const Case& cs, double rel) {
   for (auto* buf : {&ds.a, &ds.b, &ds.h, &ds.y}) poison(*buf);
   auto dp = upload_params(m.p);
   gpu::expert_ffn_forward<T>(ds.view(), weights_of(dp), c, g_stream);
-  expect_rel("expert_ffn_forward a", download(ds.a, RF), first(hs.a, RF), rel);
-  if (glu) expect_rel("expert_ffn_forward b", download(ds.b, RF), first(hs.b, RF), rel);
-  expect_rel("expert_ffn_forward h", download(ds.h, RF), first(hs.h, RF), rel);
-  expect_rel("expert_ffn_forward y", download(ds.y, RD), first(hs.y, RD), rel);
+  expect_rel("expert_ffn_forward a", download(ds.a, RF), first(hs.a, RF), tight);
+  if (glu) expect_rel("expert_ffn_forward b", download(ds.b, RF), first(hs.b, RF), tight);
+  expect_rel("expert_ffn_forward h", download(ds.h, RF), first(hs.h, RF), tight);
+  expect_rel("expert_ffn_forward y", download(ds.y, RD), first(hs.y, RD), loose);
 
   // Backward on the CPU's a, b, h (so that both sides see the same side of ReLU's kink).
   ds.upload_from(hs);
@@ -555,11 +585,47 @@ template <typename T> void test_expert_ffn(const Case& cs, double rel) {
   put(dwk.dy, dy);
   auto d_g = upload_params(g0);
   gpu::expert_ffn_backward<T>(grads_of(d_g), dwk.view(), ds.view(), weights_of(dp), c, g_stream);
-  expect_rel("expert_ffn_backward dh", download(dwk.dh, RF), first(wk.dh, RF), rel);
-  expect_rel("expert_ffn_backward da", download(dwk.da, RF), first(wk.da, RF), rel);
-  if (glu) expect_rel("expert_ffn_backward db", download(dwk.db, RF), first(wk.db, RF), rel);
-  expect_rel("expert_ffn_backward dxp (in dy)", download(dwk.dy, RD), first(wk.dy, RD), rel);
-  compare_params("expert_ffn_backward d", download_params(d_g), g_ref, rel);
+  expect_rel("expert_ffn_backward dh", download(dwk.dh, RF), first(wk.dh, RF), tight);
+  expect_rel("expert_ffn_backward da", download(dwk.da, RF), first(wk.da, RF), tight);
+  if (glu) expect_rel("expert_ffn_backward db", download(dwk.db, RF), first(wk.db, RF), tight);
+  expect_rel("expert_ffn_backward dxp (in dy)", download(dwk.dy, RD), first(wk.dy, RD), loose);
+  const Params<T> g = download_params(d_g);
+  for (int i = 0; i < kParams; ++i) {
+    if (g_ref[i].empty()) continue;
+    const bool first_stage = i == kW2 || i == kB1 || i == kB2 || i == kB3;
+    expect_rel(std::string("expert_ffn_backward d") + kParamNames[i], g[i], g_ref[i], first_stage ? tight : loose);
+  }
+}
+
+template <typename T> void test_expert_ffn(const Case& cs, double rel, double loose = -1) {
+  Model<T> m = make_model<T>(cs);
+  HostSaved<T> hs = cpu_routed(m);
+  check_expert_ffn(m, hs, rel, loose < 0 ? rel : loose);
+}
+
+// Experts of the given row counts (k = 1, tokens' experts shuffled): partial tiles at every edge, empty experts.
+template <typename T>
+void test_expert_counts(const std::vector<int64_t>& counts, int64_t D, int64_t F, MoeActivation act, double tight,
+                        double loose) {
+  Case cs;
+  cs.E = static_cast<int64_t>(counts.size());
+  cs.N = 0;
+  for (int64_t n : counts) cs.N += n;
+  cs.D = D, cs.F = F, cs.act = act;
+  std::string list;
+  for (int64_t n : counts) list += (list.empty() ? "" : ",") + std::to_string(n);
+  std::printf("%s %s expert rows {%s} D=%lld F=%lld %s (tight %g, loose %g)\n", Tol<T>::name,
+              cpu::matmul_precision_name(cpu::matmul_precision()), list.c_str(), (long long)D, (long long)F,
+              act_name(act), tight, loose);
+  Model<T> m{cs, make_config(cs), uniform<T>(cs.N * cs.D), random_params<T>(cs)};
+  HostSaved<T> hs(m.c);
+  hs.expert.clear();
+  for (int64_t e = 0; e < cs.E; ++e) hs.expert.insert(hs.expert.end(), counts[e], static_cast<int32_t>(e));
+  std::shuffle(hs.expert.begin(), hs.expert.end(), g_gen);
+  cpu::dispatch_forward<T>(hs.view(), m.c);
+  cpu::gather_forward<T>(hs.xp.data(), m.x.data(), hs.view(), m.c);
+  CHECK(hs.R() == cs.N);
+  check_expert_ffn(m, hs, tight, loose);
 }
 
 template <typename T> void test_combine(const Case& cs, double rel) {
@@ -598,18 +664,21 @@ template <typename T> void test_aux(const Case& cs, double rel) {
   expect_rel("aux_loss_forward loss", download(d_loss), std::vector<double>{loss_ref}, rel);
 }
 
-template <typename T> void test_pieces(const Case& cs, double rel) {
-  std::printf("%s pieces: %s (rel %g)\n", Tol<T>::name, describe(cs).c_str(), rel);
-  test_router<T>(cs, rel);
+template <typename T> void test_pieces(const Case& cs, double rel, double loose = -1) {
+  if (loose < 0) loose = rel;
+  std::printf("%s pieces (%s): %s (rel %g, loose %g)\n", Tol<T>::name,
+              cpu::matmul_precision_name(cpu::matmul_precision()), describe(cs).c_str(), rel, loose);
+  test_router<T>(cs, rel, loose);
   test_gather<T>(cs);
-  test_expert_ffn<T>(cs, rel);
+  test_expert_ffn<T>(cs, rel, loose);
   test_combine<T>(cs, rel);
   test_aux<T>(cs, rel);
 }
 
 // ================================================================ the whole layer
 template <typename T> void test_layer(const Case& cs, double rel) {
-  std::printf("%s layer: %s (rel %g)\n", Tol<T>::name, describe(cs).c_str(), rel);
+  std::printf("%s layer (%s): %s (rel %g)\n", Tol<T>::name, cpu::matmul_precision_name(cpu::matmul_precision()),
+              describe(cs).c_str(), rel);
   // CPU forward; ReLU cases are redrawn until no used pre-activation is near the kink.
   Model<T> m;
   HostSaved<T> hs(make_config(cs));
@@ -707,6 +776,98 @@ std::vector<Case> large_cases() {
           {2100, 390, 520, 8, 2, MoeRouter::topk_softmax, false, MoeActivation::gelu, 0.5, true, false}};
 }
 
+// ================================================================ tensor cores on and off
+// fp32 never takes the tensor-core path; bf16 / tf32 do unless WAVEMOE_CUDA_TENSOR_CORES=0 or the test switch. With
+// the switch off, a reduced precision's a and b (the expert FFN's first GEMMs) must equal, bit for bit, the fp32
+// kernel on inputs rounded beforehand (the CUDA-core kernels round on load, then the same fma chains: the old path);
+// with it on they must agree within the tight tolerance (other summation order). Both tile sizes.
+void test_tensor_core_switch() {
+  const char* env = std::getenv("WAVEMOE_CUDA_TENSOR_CORES");
+  const bool env_off = env != nullptr && std::string(env) == "0";
+  std::printf("tensor-core switch (WAVEMOE_CUDA_TENSOR_CORES=%s)\n", env ? env : "unset");
+  CHECK(gpu::moe_gemm_tensor_core_bits() == 0);  // fp32
+  const std::vector<Case> cases = {test_cases()[6], large_cases()[0]};
+  for (MatmulPrecision prec : {MatmulPrecision::bf16, MatmulPrecision::tf32}) {
+    for (const Case& cs : cases) {
+      Model<float> m = make_model<float>(cs);
+      HostSaved<float> hs = cpu_routed(m);
+      const cpu::MoeConfig& c = m.c;
+      const int64_t RF = hs.R() * c.F;
+      auto d_p = upload_params(m.p);
+      auto run = [&](const HostSaved<float>& h, const DevParams<float>& dp) {
+        DevSaved<float> ds(c);
+        ds.upload_from(h);
+        poison(ds.a);
+        poison(ds.b);
+        gpu::expert_ffn_forward<float>(ds.view(), weights_of(dp), c, g_stream);
+        return std::make_pair(download(ds.a, RF), download(ds.b, RF));
+      };
+      PrecisionScope ps(prec);
+      const int bits = precision_bits();
+      const std::string name = std::string(cpu::matmul_precision_name(prec)) + " " + describe(cs);
+      CHECK(gpu::moe_gemm_tensor_core_bits() == (env_off ? 0 : bits));
+      const auto tensor = run(hs, d_p);
+      gpu::set_moe_tensor_cores_allowed(false);
+      CHECK(gpu::moe_gemm_tensor_core_bits() == 0);
+      const auto cores = run(hs, d_p);
+      gpu::set_moe_tensor_cores_allowed(true);
+      // The old path: fp32 kernels on pre-rounded xp, w1, w3 (biases are not rounded).
+      HostSaved<float> rounded = hs;
+      Params<float> p_rounded = m.p;
+      for (float& v : rounded.xp) v = cpu::round_mantissa(v, bits);
+      for (int i : {kW1, kW3}) {
+        for (float& v : p_rounded[i]) v = cpu::round_mantissa(v, bits);
+      }
+      auto d_rounded = upload_params(p_rounded);
+      std::pair<std::vector<float>, std::vector<float>> old_path;
+      {
+        PrecisionScope fp32(MatmulPrecision::fp32);
+        old_path = run(rounded, d_rounded);
+      }
+      cpu::set_matmul_precision(prec);  // (the inner scope reset it to fp32)
+      const bool same = same_bits(cores.first, old_path.first) && same_bits(cores.second, old_path.second);
+      std::printf("  %-58s %s\n", (name + ": CUDA-core path").c_str(),
+                  same ? "= fp32 kernel on rounded inputs, bit for bit" : "DIFFERENT  FAILED");
+      if (!same) ++native_test_failures();
+      expect_rel("  tensor-core a vs CUDA-core a", tensor.first, cores.first, Tol<float>::layer);
+      expect_rel("  tensor-core b vs CUDA-core b", tensor.second, cores.second, Tol<float>::layer);
+      if (env_off) CHECK(same_bits(tensor.first, cores.first) && same_bits(tensor.second, cores.second));
+    }
+  }
+}
+
+// Under bf16 and tf32: expert-count shapes, every other awkward case (pieces and layer), one large case each (the
+// 128x128 tensor-core tiles), and float64 (never rounded, never on tensor cores: float64 tolerances).
+void run_precision_tests() {
+  const std::vector<Case> cases = test_cases();
+  const std::vector<std::vector<int64_t>> counts = {{0, 1, 17, 129}, {129, 0, 1}, {1}, {200, 0, 0, 17, 2}};
+  struct Dims {
+    int64_t D, F;
+  };
+  const std::vector<Dims> dims = {{1, 15}, {15, 33}, {33, 200}, {200, 1}, {16, 16}, {200, 200}};
+  const MoeActivation acts[3] = {MoeActivation::swiglu, MoeActivation::gelu, MoeActivation::relu};
+  for (MatmulPrecision prec : {MatmulPrecision::bf16, MatmulPrecision::tf32}) {
+    PrecisionScope ps(prec);
+    const int bits = precision_bits();
+    int i = 0;
+    for (const auto& cnt : counts) {
+      for (const Dims& d : dims) {
+        test_expert_counts<float>(cnt, d.D, d.F, acts[i++ % 3], Tol<float>::piece, loose_piece(bits));
+      }
+    }
+    for (size_t j = prec == MatmulPrecision::bf16 ? 0 : 1; j < cases.size(); j += 2) {
+      test_pieces<float>(cases[j], Tol<float>::piece, loose_piece(bits));
+      test_layer<float>(cases[j], loose_layer(bits));
+    }
+    const Case& big = large_cases()[prec == MatmulPrecision::bf16 ? 0 : 1];
+    test_pieces<float>(big, Tol<float>::layer, loose_piece(bits));
+    test_layer<float>(big, loose_layer(bits));
+  }
+  PrecisionScope ps(MatmulPrecision::bf16);
+  test_pieces<double>(cases[3], Tol<double>::piece);
+  test_layer<double>(cases[3], Tol<double>::layer);
+}
+
 void run_tests() {
   test_dispatch();
   test_router_ties();
@@ -723,6 +884,8 @@ void run_tests() {
     test_pieces<float>(cs, Tol<float>::layer);
     test_layer<float>(cs, Tol<float>::layer);
   }
+  test_tensor_core_switch();
+  run_precision_tests();
 }
 
 // ================================================================ --bench
