@@ -17,7 +17,9 @@
 // Matmul precision: float32 products round their inputs to `bits` mantissa bits (round_input; matmul_round_bits()
 // from the host, 23 rounds nothing) and sum in float32, the quantities the CPU kernel rounds (attention.cc): Q, K, V
 // and dO as their tiles are loaded (before the scale), P where it enters P·V and Pᵀ·dO, dS where it enters dS·K and
-// dSᵀ·Q; the softmax statistics, dS itself and D_i are computed from unrounded values.
+// dSᵀ·Q; the softmax statistics, dS itself and D_i are computed from unrounded values. Under bf16, float32 calls with
+// D <= 128 run the tensor-core (WMMA) kernels of attention_tc.cuh instead (use_tensor_cores), which round the same
+// values; decoding-sized forwards, tf32, fp32 and float64 stay here.
 #include "attention.h"
 
 #include <cuda_runtime.h>
