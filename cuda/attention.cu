@@ -17,7 +17,9 @@
 // Matmul precision: float32 products round their inputs to `bits` mantissa bits (round_input; matmul_round_bits()
 // from the host, 23 rounds nothing) and sum in float32, the quantities the CPU kernel rounds (attention.cc): Q, K, V
 // and dO as their tiles are loaded (before the scale), P where it enters P·V and Pᵀ·dO, dS where it enters dS·K and
-// dSᵀ·Q; the softmax statistics, dS itself and D_i are computed from unrounded values.
+// dSᵀ·Q; the softmax statistics, dS itself and D_i are computed from unrounded values. Under bf16, float32 calls with
+// D <= 128 run the tensor-core (WMMA) kernels of attention_tc.cuh instead (use_tensor_cores), which round the same
+// values; decoding-sized forwards, tf32, fp32 and float64 stay here.
 #include "attention.h"
 
 #include <cuda_runtime.h>
@@ -34,6 +36,8 @@
 #include <utility>
 
 #include "allocator.h"
+#include "attention_common.cuh"
+#include "attention_tc.cuh"
 #include "common.cuh"
 
 namespace wavemoe {
@@ -41,8 +45,6 @@ namespace gpu {
 namespace {
 
 constexpr int kThreads = 256;  // every tile kernel: a 16 x 16 thread grid
-constexpr double kLog2e = 1.4426950408889634;
-constexpr double kLn2 = 0.6931471805599453;
 constexpr int kMaxSplits = 64;              // key splits of one row tile (the combine kernel reads two per lane)
 constexpr int kMaxHeadDim = 256;            // the largest tile; D above it throws
 constexpr size_t kMaxShared = 160 * 1024;   // per block: sm_80 allows 163 KiB with the opt-in, sm_90 227 KiB
@@ -75,11 +77,6 @@ __device__ __forceinline__ double ex2(double x) { return exp2(x); }
 __device__ __forceinline__ float lg2(float x) { return log2f(x); }
 __device__ __forceinline__ double lg2(double x) { return log2(x); }
 template <typename T> __device__ __forceinline__ T tmax(T a, T b) { return a > b ? a : b; }
-__host__ __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-__host__ __device__ __forceinline__ int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-__host__ __device__ __forceinline__ int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return imin(imax(x, lo), hi); }
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Max and sum over the 16 lanes of a half warp (one tile row); every lane of the warp must call.
 template <typename T> __device__ __forceinline__ T row_max(T v) {
 #pragma unroll
@@ -96,36 +93,6 @@ template <typename T> __device__ __forceinline__ T row_sum(T v) {
 template <typename T, int kC> constexpr int kOutVec = kC % kVec<T> == 0 ? kVec<T> : 1;
 template <int kVO> __device__ __forceinline__ int out_col(int tx, int c) {
   return ((c / kVO) * 16 + tx) * kVO + c % kVO;
-}
-
-// The sizes of one call as the kernels use them.
-struct Dims {
-  int64_t B, Hq, Hkv, Tq, C, L, D;
-  int64_t g;         // query heads per kv head
-  int64_t rows;      // query rows per (batch, kv head): Tq · g (< 2^31, checked)
-  int64_t window;    // sliding window, clamped to [1, max(L, 1)] so that index sums never overflow (as the CPU)
-  int64_t q_offset;  // position of query 0; 0 for mask none
-  AttentionMask mask;
-};
-
-// Keys [keys_lo, keys_hi) that query position t sees (the CPU's Layout::keys_of), within [0, L) (L < 2^31, checked:
-// key indices are ints, which keeps the per-row bounds in few registers); both grow with t.
-__device__ __forceinline__ int keys_lo(const Dims& a, int64_t t) {
-  return a.mask == AttentionMask::sliding_window ? static_cast<int>(iclamp(a.q_offset + t - a.window + 1, 0, a.L))
-                                                 : 0;
-}
-__device__ __forceinline__ int keys_hi(const Dims& a, int64_t t) {
-  return static_cast<int>(a.mask == AttentionMask::none ? a.L : iclamp(a.q_offset + t + 1, 0, a.L));
-}
-
-// Row index in a (B, Hq, Tq, ·) tensor of row r of (b, kv head kh): position r / g of query head kh · g + r % g.
-__device__ __forceinline__ int64_t q_row(const Dims& a, int64_t b, int64_t kh, int r) {
-  const unsigned g = static_cast<unsigned>(a.g), t = static_cast<unsigned>(r) / g, h = static_cast<unsigned>(r) - t * g;
-  return (b * a.Hq + kh * a.g + h) * a.Tq + t;
-}
-// Row index in a (B, Hkv, C, D) tensor of key j of (b, kh).
-__device__ __forceinline__ int64_t kv_row(const Dims& a, int64_t b, int64_t kh, int64_t j) {
-  return (b * a.Hkv + kh) * a.C + j;
 }
 
 // dst (kRows x kLd, shared) = rows src_row(r) of D elements, rounded to `bits` mantissa bits, times s (nullptr: a
@@ -211,22 +178,6 @@ __device__ __forceinline__ void mma_nn(T (&acc)[kI][kC], const T* p, const T* x)
 
 // ============================================ forward ============================================
 
-template <typename T> struct ForwardArgs {
-  T* out;
-  T* lse;  // or nullptr
-  const T* q;
-  const T* k;
-  const T* v;
-  T* part_o;   // (splits, nrows, D) unnormalised outputs, or nullptr when the keys are not split
-  T* part_ml;  // (splits, nrows, 2) running max (log2 units) and sum
-  Dims a;
-  T qscale;        // scale · log2 e, folded into Q as it is loaded
-  int bits;        // mantissa bits of every product input (23: none rounded)
-  int64_t qtiles;  // row tiles per (batch, kv head)
-  int64_t nrows;   // B · Hq · Tq
-  bool vec;        // 16-byte global loads of q, k, v
-};
-
 template <typename T, int kD, int kBM, int kBN> struct ForwardShape {
   static constexpr int kLdD = kD + kVec<T>, kLdP = kBN + kVec<T>;
   static constexpr int RM = kBM / 16, RN = kBN / 16, RC = kD / 16;
@@ -272,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, kBM == 16 ? 3 : 2)
     attention_forward_kernel(const __grid_constant__ ForwardArgs<T> p) {
   using S = ForwardShape<T, kD, kBM, kBN>;
   constexpr int RM = S::RM, RN = S::RN, RC = S::RC, kLdD = S::kLdD, kLdP = S::kLdP, kVO = kOutVec<T, RC>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // (kBM, kLdD) queries · scale · log2 e
   T* ks = qs + kBM * kLdD;                 // (kBN, kLdD) keys of the current tile
   T* vs = ks + kBN * kLdD;                 // (kBN, kLdD) values of the current tile
@@ -422,24 +373,6 @@ __global__ void __launch_bounds__(kThreads) attention_di_kernel(T* di, const T* 
   }
 }
 
-template <typename T> struct BackwardArgs {
-  T* dq;
-  T* dk;
-  T* dv;
-  const T* dout;
-  const T* q;
-  const T* k;
-  const T* v;
-  const T* lse;
-  const T* di;  // rowsum(dout ⊙ out), (B, Hq, Tq)
-  Dims a;
-  T kscale;       // scale · log2 e: folded into K (dK/dV kernel) or Q (dQ kernel) as it is loaded
-  T scale;        // applied to the dK and dQ sums when they are added
-  int bits;       // mantissa bits of every product input (23: none rounded)
-  int64_t tiles;  // key tiles (dK/dV kernel) or row tiles (dQ kernel) per (batch, kv head)
-  bool vec;       // 16-byte global loads of q, k, v, dout
-};
-
 template <typename T, int kD, int kBN, int kBM> struct KeyTileShape {
   static constexpr int kLdD = kD + kVec<T>, kLdR = kBM + kVec<T>;
   static constexpr int RK = kBN / 16, RQ = kBM / 16, RC = kD / 16;
@@ -456,7 +389,7 @@ template <typename T, int kD, int kBN, int kBM>
 __global__ void __launch_bounds__(kThreads, 2) attention_dkdv_kernel(const __grid_constant__ BackwardArgs<T> p) {
   using S = KeyTileShape<T, kD, kBN, kBM>;
   constexpr int RK = S::RK, RQ = S::RQ, RC = S::RC, kLdD = S::kLdD, kLdR = S::kLdR, kVO = kOutVec<T, RC>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   T* ks = reinterpret_cast<T*>(smem_raw);  // (kBN, kLdD) keys · scale · log2 e
   T* vs = ks + kBN * kLdD;                 // (kBN, kLdD) values
   T* qs = vs + kBN * kLdD;                 // (kBM, kLdD) queries of the current row tile
@@ -566,7 +499,7 @@ template <typename T, int kD, int kBM, int kBN>
 __global__ void __launch_bounds__(kThreads, 2) attention_dq_kernel(const __grid_constant__ BackwardArgs<T> p) {
   using S = RowTileShape<T, kD, kBM, kBN>;
   constexpr int RM = S::RM, RN = S::RN, RC = S::RC, kLdD = S::kLdD, kLdP = S::kLdP, kVO = kOutVec<T, RC>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // (kBM, kLdD) queries · scale · log2 e
   T* dos = qs + kBM * kLdD;                // (kBM, kLdD) output gradients
   T* ks = dos + kBM * kLdD;                // (kBN, kLdD) keys of the current tile
@@ -754,9 +687,9 @@ Dims make_dims(const AttentionParams& p, const char* what) {
   return a;
 }
 
-template <typename T, int kD, int kBM, int kBN>
-void launch_forward(ForwardArgs<T> args, cudaStream_t stream) {
-  using S = ForwardShape<T, kD, kBM, kBN>;
+// Launches a forward kernel (row tiles of kBM rows, key tiles of kBN keys) and, when the keys are split, the combine.
+template <typename T, typename Kernel>
+void run_forward(Kernel kernel, int threads, size_t smem, int kBM, int kBN, ForwardArgs<T> args, cudaStream_t stream) {
   const Dims& a = args.a;
   args.qtiles = ceil_div(a.rows, kBM);
   const int64_t blocks = args.qtiles * a.B * a.Hkv;
@@ -773,10 +706,9 @@ void launch_forward(ForwardArgs<T> args, cudaStream_t stream) {
     args.part_o = part_o.get();
     args.part_ml = part_ml.get();
   }
-  const auto kernel = attention_forward_kernel<T, kD, kBM, kBN>;
-  allow_shared(kernel, S::smem);
+  allow_shared(kernel, smem);
   const dim3 grid(grid_x(blocks, "attention_forward"), static_cast<unsigned int>(splits));
-  kernel<<<grid, kThreads, S::smem, stream>>>(args);
+  kernel<<<grid, threads, smem, stream>>>(args);
   WAVEMOE_CUDA_CHECK_LAUNCH("attention_forward");
   if (splits > 1) {
     attention_combine_kernel<T><<<grid_for(args.nrows * 32, kThreads), kThreads, 0, stream>>>(
@@ -784,6 +716,16 @@ void launch_forward(ForwardArgs<T> args, cudaStream_t stream) {
     WAVEMOE_CUDA_CHECK_LAUNCH("attention_forward (combine splits)");
   }
   // part_o / part_ml go back to the cache here: safe under the allocator's one-stream rule.
+}
+
+template <typename T, int kD, int kBM, int kBN>
+void launch_forward(const ForwardArgs<T>& args, cudaStream_t stream) {
+  run_forward(attention_forward_kernel<T, kD, kBM, kBN>, kThreads, ForwardShape<T, kD, kBM, kBN>::smem, kBM, kBN, args,
+              stream);
+}
+
+template <int kD> void launch_forward_tc(const ForwardArgs<float>& args, cudaStream_t stream) {
+  run_forward(attention_forward_tc_kernel<kD>, kTcThreads, TcShape<kD>::fwd_smem, kTcRows, kTcCols, args, stream);
 }
 
 template <typename T, int kD, int kBN, int kBM> void launch_dkdv(BackwardArgs<T> args, cudaStream_t stream) {
@@ -804,6 +746,31 @@ template <typename T, int kD, int kBM, int kBN> void launch_dq(BackwardArgs<T> a
   WAVEMOE_CUDA_CHECK_LAUNCH("attention_backward (dQ)");
 }
 
+template <int kD> void launch_backward_tc(BackwardArgs<float> args, cudaStream_t stream) {
+  using S = TcShape<kD>;
+  const Dims& a = args.a;
+  args.tiles = ceil_div(a.L, kTcRows);
+  allow_shared(attention_dkdv_tc_kernel<kD>, S::dkdv_smem);
+  attention_dkdv_tc_kernel<kD><<<grid_x(args.tiles * a.B * a.Hkv, "attention_backward"), kTcThreads, S::dkdv_smem,
+                                 stream>>>(args);
+  WAVEMOE_CUDA_CHECK_LAUNCH("attention_backward (dK, dV; tensor cores)");
+  args.tiles = ceil_div(a.rows, kTcRows);
+  allow_shared(attention_dq_tc_kernel<kD>, S::dq_smem);
+  attention_dq_tc_kernel<kD><<<grid_x(args.tiles * a.B * a.Hkv, "attention_backward"), kTcThreads, S::dq_smem,
+                               stream>>>(args);
+  WAVEMOE_CUDA_CHECK_LAUNCH("attention_backward (dQ; tensor cores)");
+}
+
+std::atomic<bool> g_tensor_cores_allowed{true};  // attention_allow_tensor_cores (tests)
+
+// Whether a call runs on the bf16 WMMA kernels: float32 under the bf16 precision with tensor cores enabled, D <= 128.
+// Everything else stays on the CUDA-core kernels: fp32 and float64 (unchanged), tf32 (no tf32 WMMA path yet) and
+// D > 128 (the fragments of a warp's 16 x D accumulators would spill).
+template <typename T> bool use_tensor_cores(int bits, int64_t D) {
+  return g_tensor_cores_allowed.load(std::memory_order_relaxed) && D <= kTcMaxHeadDim &&
+         tensor_core_bits(bits, std::is_same<T, float>::value) == 7;
+}
+
 }  // namespace
 
 // ============================================ public launchers ============================================
@@ -820,9 +787,14 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   args.bits = std::is_same<T, float>::value ? matmul_round_bits() : 23;
   args.nrows = p.B * p.Hq * p.Tq;
   args.vec = p.D % kVec<T> == 0 && aligned16(q) && aligned16(k) && aligned16(v);
+  const bool tc = use_tensor_cores<T>(args.bits, p.D);
   with_head_dim(p.D, [&](auto kd) {
     constexpr int kD = decltype(kd)::value;
     using Tl = Tiles<T, kD>;
+    if constexpr (std::is_same<T, float>::value && kD <= kTcMaxHeadDim) {
+      // Decoding (few rows per kv head) stays on the CUDA-core kernel's 16-row tiles: it is bandwidth-bound.
+      if (tc && a.rows > 2 * Tl::dec_rows) return launch_forward_tc<kD>(args, stream);
+    }
     if (a.rows <= 2 * Tl::dec_rows) {
       launch_forward<T, kD, Tl::dec_rows, Tl::fwd_keys>(args, stream);
     } else {
@@ -849,9 +821,13 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   args.scale = static_cast<T>(p.scale);
   args.bits = std::is_same<T, float>::value ? matmul_round_bits() : 23;
   args.vec = p.D % kVec<T> == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout);
+  const bool tc = use_tensor_cores<T>(args.bits, p.D);
   with_head_dim(p.D, [&](auto kd) {
     constexpr int kD = decltype(kd)::value;
     using Tl = Tiles<T, kD>;
+    if constexpr (std::is_same<T, float>::value && kD <= kTcMaxHeadDim) {
+      if (tc) return launch_backward_tc<kD>(args, stream);
+    }
     launch_dkdv<T, kD, Tl::kv_keys, Tl::kv_rows>(args, stream);
     launch_dq<T, kD, Tl::q_rows, Tl::q_keys>(args, stream);
   });
@@ -874,6 +850,8 @@ void attention_causal_mask_fill(T* scores, int64_t N, int64_t Tq, int64_t Tk, in
                                                                                                    q_offset);
   WAVEMOE_CUDA_CHECK_LAUNCH("attention_causal_mask_fill");
 }
+
+void attention_allow_tensor_cores(bool allowed) { g_tensor_cores_allowed.store(allowed); }
 
 #define WAVEMOE_INSTANTIATE_GPU_ATTENTION(T)                                                                      \
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const AttentionParams&, cudaStream_t); \

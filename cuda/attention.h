@@ -39,6 +39,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
                         const T* lse, const AttentionParams& p, cudaStream_t stream);
 
 // src (BH, src_capacity, D) rows [0, rows) -> dst (BH, dst_capacity, D) rows [dst_position, dst_position + rows).
+// Tests: false makes attention_forward/backward use the CUDA-core kernels under every precision (as
+// WAVEMOE_CUDA_TENSOR_CORES=0 does for the whole process), true (the default) lets them pick the tensor-core kernels,
+// so one process can compare the two paths.
+void attention_allow_tensor_cores(bool allowed);
+
 template <typename T>
 void attention_kv_copy(T* dst, const T* src, int64_t BH, int64_t dst_capacity, int64_t dst_position,
                        int64_t src_capacity, int64_t rows, int64_t D, cudaStream_t stream);

@@ -3,8 +3,8 @@
 // 3), head dims off every tile width, KV caches larger than the keys in use (the unused rows hold NaN, so any read of
 // them shows), decoding against 1, 100 and 4099 cached keys, float32 and float64; forward (out, lse; with and without
 // lse), backward (adding into non-zero dq, dk, dv; dk and dv rows past kv_length must stay untouched), run-to-run
-// determinism, and the KV-cache copy and causal mask fill (bit-identical). --bench: fused attention TFLOP/s and
-// decoding µs per call; one JSON object on the last line.
+// determinism, and the KV-cache copy and causal mask fill (bit-identical). --bench: fused attention TFLOP/s (fp32, and
+// bf16 on the tensor-core and on the CUDA-core kernels) and decoding µs per call; one JSON object on the last line.
 //
 //   build/cuda/cuda_test_attention           # exit 1 on any failure; SKIPPED line and exit 0 without a GPU
 //   build/cuda/cuda_test_attention --bench
@@ -22,7 +22,8 @@
 //     10x margin while a wrong mask, index or missing tile moves results by 1e-3..1 of the scale.
 //   float64: tol = 1e-10, the same analysis with u = 1.1e-16 (about four orders of magnitude of margin): any logic
 //     error shows here, whatever its size.
-//   float32 under the bf16 matmul precision (every shape again): both sides round the same inputs (Q, K, V, dO) the
+//   float32 under the bf16 matmul precision (every shape twice: the GPU's tensor-core (WMMA) kernels where they apply,
+//     i.e. D <= 128 and, in the forward, more than 32 rows per kv head; then the CUDA-core kernels): both sides round the same inputs (Q, K, V, dO) the
 //     same way, take the softmax statistics from unrounded probabilities and round P and dS before their products.
 //     out   P is rounded relative to the running max of a key tile (CPU: 64 keys; GPU: 32 or 64, and key splits), so
 //           each round(p) may differ by up to p·2^-7 (half a bf16 ulp on each side): atol += 2^-7·max|v|, since
@@ -181,13 +182,16 @@ template <typename T> std::vector<T> to_host(const DeviceArray<T>& d, size_t n) 
 }
 
 // ================================================================ forward and backward vs the CPU
-// Under `precision` (float32 only; both sides read it, and it is fp32 again on return).
-template <typename T> void check_case(const Case& c, MatmulPrecision precision = MatmulPrecision::fp32) {
+// Under `precision` (float32 only; both sides read it, and it is fp32 again on return). tensor_cores: the GPU may take
+// its tensor-core (WMMA) kernels (float32 under bf16, D <= 128); false forces the CUDA-core kernels.
+template <typename T>
+void check_case(const Case& c, MatmulPrecision precision = MatmulPrecision::fp32, bool tensor_cores = true) {
   const AttentionParams p = params_of(c);
   const int bits = cpu::mantissa_bits(precision);
-  const std::string name = std::string(bits < 23 ? cpu::matmul_precision_name(precision) : type_name<T>()) + " " +
-                           describe(c);
+  const std::string name = std::string(bits < 23 ? cpu::matmul_precision_name(precision) : type_name<T>()) +
+                           (tensor_cores ? "" : " cuda-cores") + " " + describe(c);
   cpu::set_matmul_precision(precision);
+  gpu::attention_allow_tensor_cores(tensor_cores);
   const size_t qn = c.B * c.Hq * c.Tq * c.D, kn = c.B * c.Hkv * c.C * c.D, rows = c.B * c.Hq * c.Tq;
   const T nan = std::numeric_limits<T>::quiet_NaN();
   const double tol = tolerance<T>(), u = unit_roundoff<T>();
@@ -238,6 +242,7 @@ template <typename T> void check_case(const Case& c, MatmulPrecision precision =
   expect_true(untouched, name + ": backward wrote dk/dv rows past kv_length");
 
   cpu::set_matmul_precision(MatmulPrecision::fp32);
+  gpu::attention_allow_tensor_cores(true);
 
   // Rounded P (see the header): out may differ by 2^-bits·max|v| (max_abs skips the NaN cache rows); gradients by
   // 2^-bits of their scale in at most 1% of the elements.
@@ -317,6 +322,18 @@ std::vector<Case> test_cases() {
     cases.push_back({1, 2, 1, 65, 65, 70, D1, AttentionMask::causal, 0, 0, false});
     cases.push_back({2, 2, 2, 1, 129, 130, D1, AttentionMask::causal, 0, 128, false});
   }
+  // The tensor-core tiles (64 rows x 64 keys, 16-wide fragments over D): head dims off and on the fragment width,
+  // lengths of one, a prime, one past a tile and several tiles, every mask, GQA; D and the ratio cycle.
+  const int64_t tc_Ds[] = {3, 17, 64, 80, 128};
+  int tc = 0;
+  for (int64_t T : {int64_t{1}, int64_t{13}, int64_t{65}, int64_t{200}}) {
+    for (AttentionMask m : {AttentionMask::none, AttentionMask::causal, AttentionMask::sliding_window}) {
+      const int64_t ratio = ratios[tc % 3], D1 = tc_Ds[tc % 5];
+      cases.push_back({1 + tc % 2, 2 * ratio, 2, T, T, T + tc % 4, D1, m, tc % 2 == 0 ? 5 : 70, 0, tc % 4 == 3});
+      ++tc;
+    }
+  }
+  cases.push_back({1, 4, 1, 200, 450, 460, 128, AttentionMask::causal, 0, 250, false});  // a cache behind 200 rows
   cases.push_back({2, 4, 2, 65, 129, 129, 64, AttentionMask::causal, 0, 64, true});
   cases.push_back({1, 3, 3, 31, 31, 40, 128, AttentionMask::none, 0, 0, true});
   cases.push_back({1, 2, 1, 1, 200, 210, 80, AttentionMask::causal, 0, 199, true});
@@ -326,12 +343,13 @@ std::vector<Case> test_cases() {
 void test_attention() {
   const std::vector<Case> cases = test_cases();
   std::printf("attention forward/backward vs CPU: %zu shapes, float32 (tol %.0e), float64 (tol %.0e) and float32 "
-              "under the bf16 matmul precision\n",
+              "under the bf16 matmul precision (tensor-core kernels where they apply, then the CUDA-core kernels)\n",
               cases.size(), kTolF32, kTolF64);
   for (const Case& c : cases) {
     check_case<float>(c);
     check_case<double>(c);
     check_case<float>(c, MatmulPrecision::bf16);
+    check_case<float>(c, MatmulPrecision::bf16, false);
   }
 }
 
@@ -402,44 +420,59 @@ struct BenchRow {
 
 int bench(const gpu::DeviceInfo& info) {
   const int64_t H = 12, D = 64;
-  std::printf("fused attention, float32, causal, H = %lld heads of D = %lld, on %s\n", (long long)H, (long long)D,
-              info.name.c_str());
-  std::printf("%7s %3s %4s %11s %11s %13s %13s\n", "T", "B", "H", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms",
-              "fwd+bwd TFLOP/s");
+  std::printf("fused attention, float32 data, causal, H = %lld heads of D = %lld, on %s; fp32, then the bf16 matmul "
+              "precision on the tensor-core kernels and on the CUDA-core kernels\n",
+              (long long)H, (long long)D, info.name.c_str());
+  std::printf("%-16s %7s %3s %4s %11s %11s %13s %13s\n", "precision", "T", "B", "H", "fwd ms", "fwd TFLOP/s",
+              "fwd+bwd ms", "fwd+bwd TFLOP/s");
   std::string json = "{\"device\":\"" + info.name + "\",\"dtype\":\"float32\",\"attention\":[";
   bool first = true;
-  for (int64_t T : {int64_t{1024}, int64_t{4096}, int64_t{16384}}) {
-    const int64_t B = std::max<int64_t>(1, std::min<int64_t>(4, 16384 / T));
-    AttentionParams p;
-    p.B = B, p.Hq = H, p.Hkv = H, p.Tq = T, p.kv_capacity = T, p.kv_length = T, p.D = D;
-    p.mask = AttentionMask::causal, p.scale = 1.0 / std::sqrt(static_cast<double>(D));
-    const size_t n = B * H * T * D;
-    gpu::DeviceBuffer<float> q = upload(normal<float>(n)), k = upload(normal<float>(n)), v = upload(normal<float>(n)),
-                             dout = upload(normal<float>(n)), out(n), lse(B * H * T), dq(n), dk(n), dv(n);
-    WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dq.get(), 0, n * sizeof(float), g_stream));
-    WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dk.get(), 0, n * sizeof(float), g_stream));
-    WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dv.get(), 0, n * sizeof(float), g_stream));
-    auto fwd = [&] { gpu::attention_forward<float>(out.get(), lse.get(), q.get(), k.get(), v.get(), p, g_stream); };
-    const double fwd_ms = time_ms(fwd);
-    const double fwd_bwd_ms = time_ms([&] {
-      fwd();
-      gpu::attention_backward<float>(dq.get(), dk.get(), dv.get(), dout.get(), q.get(), k.get(), v.get(), out.get(),
-                                     lse.get(), p, g_stream);
-    });
-    // FlashAttention's count: 4·B·H·T²·D for the forward, halved under the causal mask; backward 2.5x that.
-    const double flop = 4.0 * B * H * T * T * D / 2;
-    const double fwd_tf = flop / (fwd_ms * 1e9), fwd_bwd_tf = 3.5 * flop / (fwd_bwd_ms * 1e9);
-    std::printf("%7lld %3lld %4lld %11.3f %11.2f %13.3f %13.2f\n", (long long)T, (long long)B, (long long)H, fwd_ms,
-                fwd_tf, fwd_bwd_ms, fwd_bwd_tf);
-    char buf[300];
-    std::snprintf(buf, sizeof(buf),
-                  "%s{\"T\":%lld,\"B\":%lld,\"H\":%lld,\"D\":%lld,\"causal\":true,\"fwd_ms\":%.4f,\"fwd_tflops\":%.3f,"
-                  "\"fwd_bwd_ms\":%.4f,\"fwd_bwd_tflops\":%.3f}",
-                  first ? "" : ",", (long long)T, (long long)B, (long long)H, (long long)D, fwd_ms, fwd_tf, fwd_bwd_ms,
-                  fwd_bwd_tf);
-    json += buf;
-    first = false;
+  struct Mode {
+    MatmulPrecision precision;
+    bool tensor_cores;
+    const char* label;
+  };
+  for (const Mode& mode : {Mode{MatmulPrecision::fp32, false, "fp32"}, Mode{MatmulPrecision::bf16, true, "bf16 tensor"},
+                           Mode{MatmulPrecision::bf16, false, "bf16 cuda-cores"}}) {
+    cpu::set_matmul_precision(mode.precision);
+    gpu::attention_allow_tensor_cores(mode.tensor_cores);
+    for (int64_t T : {int64_t{1024}, int64_t{4096}, int64_t{16384}}) {
+      const int64_t B = std::max<int64_t>(1, std::min<int64_t>(4, 16384 / T));
+      AttentionParams p;
+      p.B = B, p.Hq = H, p.Hkv = H, p.Tq = T, p.kv_capacity = T, p.kv_length = T, p.D = D;
+      p.mask = AttentionMask::causal, p.scale = 1.0 / std::sqrt(static_cast<double>(D));
+      const size_t n = B * H * T * D;
+      gpu::DeviceBuffer<float> q = upload(normal<float>(n)), k = upload(normal<float>(n)),
+                               v = upload(normal<float>(n)), dout = upload(normal<float>(n)), out(n), lse(B * H * T),
+                               dq(n), dk(n), dv(n);
+      WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dq.get(), 0, n * sizeof(float), g_stream));
+      WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dk.get(), 0, n * sizeof(float), g_stream));
+      WAVEMOE_CUDA_CHECK(cudaMemsetAsync(dv.get(), 0, n * sizeof(float), g_stream));
+      auto fwd = [&] { gpu::attention_forward<float>(out.get(), lse.get(), q.get(), k.get(), v.get(), p, g_stream); };
+      const double fwd_ms = time_ms(fwd);
+      const double fwd_bwd_ms = time_ms([&] {
+        fwd();
+        gpu::attention_backward<float>(dq.get(), dk.get(), dv.get(), dout.get(), q.get(), k.get(), v.get(),
+                                       out.get(), lse.get(), p, g_stream);
+      });
+      // FlashAttention's count: 4·B·H·T²·D for the forward, halved under the causal mask; backward 2.5x that.
+      const double flop = 4.0 * B * H * T * T * D / 2;
+      const double fwd_tf = flop / (fwd_ms * 1e9), fwd_bwd_tf = 3.5 * flop / (fwd_bwd_ms * 1e9);
+      std::printf("%-16s %7lld %3lld %4lld %11.3f %11.2f %13.3f %13.2f\n", mode.label, (long long)T, (long long)B,
+                  (long long)H, fwd_ms, fwd_tf, fwd_bwd_ms, fwd_bwd_tf);
+      char buf[400];
+      std::snprintf(buf, sizeof(buf),
+                    "%s{\"precision\":\"%s\",\"tensor_cores\":%s,\"T\":%lld,\"B\":%lld,\"H\":%lld,\"D\":%lld,"
+                    "\"causal\":true,\"fwd_ms\":%.4f,\"fwd_tflops\":%.3f,\"fwd_bwd_ms\":%.4f,\"fwd_bwd_tflops\":%.3f}",
+                    first ? "" : ",", cpu::matmul_precision_name(mode.precision),
+                    mode.tensor_cores ? "true" : "false", (long long)T, (long long)B, (long long)H, (long long)D,
+                    fwd_ms, fwd_tf, fwd_bwd_ms, fwd_bwd_tf);
+      json += buf;
+      first = false;
+    }
   }
+  cpu::set_matmul_precision(MatmulPrecision::fp32);
+  gpu::attention_allow_tensor_cores(true);
   json += "],\"decode\":[";
   std::printf("decoding: one query per head against the KV cache, float32, B = 1, Hq = Hkv = %lld, D = %lld\n",
               (long long)H, (long long)D);
