@@ -188,12 +188,21 @@ def main(argv=None):
     if attn and attn.get('attention'):
         rows = []
         print('attention: wavemoe fp32 vs PyTorch SDPA fp32 (forced backend) and vs PyTorch bf16 FLASH_ATTENTION')
-        print(f'{"B":>3} {"H":>3} {"T":>6} {"D":>4} {"causal":>6} {"fwd TF":>7} {"f+b TF":>7} {"vs fp32 fwd":>12} '
+        print(f'{"prec":>8} {"B":>3} {"H":>3} {"T":>6} {"D":>4} {"causal":>6} {"fwd TF":>7} {"f+b TF":>7} {"vs fp32 fwd":>12} '
               f'{"vs fp32 f+b":>12} {"vs flash fwd":>13} {"vs flash f+b":>13}  torch fp32 backend')
         for r in attn['attention']:
             check_flop_convention(r, notes)
             tr = find_row(t.get('attention'), r) or {}
             f32, fl = tr.get('fp32') or {}, tr.get('bf16_flash') or {}
+            # Rows carry their precision (fp32; bf16 on tensor cores or on CUDA cores): fp32 rows are compared with
+            # PyTorch's fp32 SDPA, bf16 tensor-core rows with its bf16 flash path (the target). Older rows: fp32.
+            precision = r.get('precision', 'fp32')
+            vs32 = precision == 'fp32'
+            vs_flash = precision == 'fp32' if 'precision' not in r else (precision == 'bf16' and r.get('tensor_cores') is not False)
+            if not vs32:
+                f32 = {}
+            if not vs_flash:
+                fl = {}
             rec = shape_key(r)
             rec.update(fwd_tflops=r.get('fwd_tflops'), fwd_bwd_tflops=r.get('fwd_bwd_tflops'),
                        torch_fp32_backend=f32.get('backend'),
@@ -205,15 +214,16 @@ def main(argv=None):
                        fwd_vs_torch_flash_bf16=speed_vs(r, 'fwd_tflops', 'fwd_ms', fl),
                        fwd_bwd_vs_torch_flash_bf16=speed_vs(r, 'fwd_bwd_tflops', 'fwd_bwd_ms', fl))
             rows.append(rec)
-            print(f'{fmt(r.get("B")):>3} {fmt(r.get("H", r.get("Hq"))):>3} {fmt(r.get("T", r.get("Tq"))):>6} '
+            label = precision + ('' if r.get('tensor_cores') is None or vs32 else (' tc' if r['tensor_cores'] else ' cc'))
+            print(f'{label:>8} {fmt(r.get("B")):>3} {fmt(r.get("H", r.get("Hq"))):>3} {fmt(r.get("T", r.get("Tq"))):>6} '
                   f'{fmt(r.get("D")):>4} '
                   f'{fmt(r.get("causal")):>6} {fmt(r.get("fwd_tflops"), 1):>7} {fmt(r.get("fwd_bwd_tflops"), 1):>7} '
                   f'{fmt(rec["fwd_vs_torch_fp32"]):>12} {fmt(rec["fwd_bwd_vs_torch_fp32"]):>12} '
                   f'{fmt(rec["fwd_vs_torch_flash_bf16"]):>13} {fmt(rec["fwd_bwd_vs_torch_flash_bf16"]):>13}  '
                   f'{rec["torch_fp32_backend"] or "-"}')
         out['attention'] = rows
-        print('  (vs flash: PyTorch runs bf16 there, wavemoe fp32: a different precision; the target is >= '
-              f'{FLASH_TARGET} of it)')
+        print('  (fp32 rows against PyTorch fp32; bf16 tensor-core rows (tc) against PyTorch bf16 flash, the target being >= '
+              f'{FLASH_TARGET} of it; bf16 CUDA-core rows (cc) against neither)')
     elif attn is None:
         notes.append('no attention table (cuda_test_attention --bench not built or not run)')
     if attn and attn.get('decode'):

@@ -279,6 +279,7 @@ def bench_attention(torch, timer, obj, dev, args, notes):
     # bf16 is compared with PyTorch's flash path only (the target); the CPU has no flash kernel.
     bf16_backends = ['FLASH_ATTENTION'] if is_cuda else ['MATH']
     out_attn, out_dec, defaults = [], [], {}
+    seen = set()
     for row in obj.get('attention') or []:
         B, D = int(row['B']), int(row['D'])
         H = int(first_key(row, ('H', 'Hq', 'n_heads')))
@@ -287,7 +288,10 @@ def bench_attention(torch, timer, obj, dev, args, notes):
         Hkv = int(first_key(row, ('H_kv', 'Hkv', 'kv_heads', 'n_kv_heads'), H))
         causal = bool(row.get('causal', True))
         shape = (B, H, Hkv, Tq, Tk, D, causal)
-        rec = shape_fields(row)
+        if shape in seen:  # the native bench repeats each shape per precision: PyTorch's figures are per shape
+            continue
+        seen.add(shape)
+        rec = {k: v for k, v in shape_fields(row).items() if k not in ('precision', 'tensor_cores')}
         flops = attention_flops(B, H, Tq, Tk, D, causal)
         rec['fwd_gflop'] = flops / 1e9
         for label, dtype, backends in (('fp32', torch.float32, fp32_backends), ('bf16_flash', torch.bfloat16,
