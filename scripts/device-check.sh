@@ -13,7 +13,7 @@
 #      the carried test programs (saves the device minutes of the nvcc build; attention.cu alone takes minutes)
 #   3. every $CUDA_BUILD_DIR/cuda_test_* program (the tests), TEST_TIMEOUT s each (default 150)       -> tests.log
 #   4. if .device/node.xz was carried: unpack Node to /tmp/node; if test/gpu/run.js exists, run it
-#      (WAVEMOE_CUDA_ADDON=.device/wavemoe.node when carried), NODE_TIMEOUT s (default 120)          -> node.log
+#      (WAVEMOE_CUDA_ADDON=.device/wavemoe.node, unpacked from .device/wavemoe.node.xz when carried), NODE_TIMEOUT s (default 120)          -> node.log
 #   4b. with Node, dist/ and the CUDA addon carried: bench/gpu_train.sh (issue 13: moe-small and moe-base trained
 #      in fp32 and bf16 by wavemoe and by PyTorch eager and torch.compile, generation at batch 1 and 32, the
 #      ratios) with GPU_TRAIN_ARGS (default "--steps 5 --warmup 2"), GPU_TRAIN_TIMEOUT s (default 240) and
@@ -48,6 +48,15 @@ out="${OUT:-build/device-check}"
 build="${CUDA_BUILD_DIR:-build/cuda}"
 bench_reserve="${BENCH_RESERVE_S:-200}"
 [ -n "${DEVICE_CHECK_NO_BENCH:-}" ] && bench_reserve=0
+# The CUDA addon travels compressed (.device/wavemoe.node.xz, scripts/device-prepare.sh): unpack it first.
+if [ -f .device/wavemoe.node.xz ] && [ ! -f .device/wavemoe.node ]; then
+  if command -v xz >/dev/null; then
+    xz -dc .device/wavemoe.node.xz >.device/wavemoe.node
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      .device/wavemoe.node.xz .device/wavemoe.node
+  fi || { echo "device-check: could not unpack .device/wavemoe.node.xz"; rm -f .device/wavemoe.node; }
+fi
 # Kept by the tests and the Node suite for the GPU training bench (4b), when it can run: Node, dist/ and the CUDA
 # addon carried (scripts/device-prepare.sh) and bench/gpu_train.sh in this tree.
 gpu_train_reserve="${GPU_TRAIN_RESERVE_S:-150}"

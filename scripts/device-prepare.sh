@@ -10,7 +10,7 @@
 #                          device-check.sh uses them instead of building when the sources there hash the same and
 #                          they load (ldd), which saves the device minutes of the nvcc build. Without --prebuilt
 #                          they are removed, and the device machine builds.
-#   .device/wavemoe.node   a copy of build-cuda/Release/wavemoe.node when that CUDA addon was built here
+#   .device/wavemoe.node.xz  build-cuda/Release/wavemoe.node compressed, when that CUDA addon was built here
 #                          (npm run build:cuda; it cannot be built there: no cmake-js, no node_modules);
 #                          device-check.sh hands it to test/gpu/run.js as WAVEMOE_CUDA_ADDON
 # then prints the carry list and the size of what would travel (tracked + untracked-not-ignored files + the carried
@@ -61,14 +61,18 @@ $extra" >&2
 fi
 
 addon=build-cuda/Release/wavemoe.node
+rm -f .device/wavemoe.node  # it travels compressed (42 MB -> about 8 MB); device-check.sh unpacks it
 if [ -f "$addon" ]; then
-  if [ ! -f .device/wavemoe.node ] || [ "$addon" -nt .device/wavemoe.node ]; then cp "$addon" .device/wavemoe.node; fi
-  echo "device-prepare: .device/wavemoe.node = $addon (the CUDA addon built here)"
+  if [ ! -f .device/wavemoe.node.xz ] || [ "$addon" -nt .device/wavemoe.node.xz ]; then
+    xz -T2 -6 -c "$addon" >.device/wavemoe.node.xz.tmp
+    mv .device/wavemoe.node.xz.tmp .device/wavemoe.node.xz
+  fi
+  echo "device-prepare: .device/wavemoe.node.xz = $addon (the CUDA addon built here, compressed)"
   newer=$(find csrc cuda CMakeLists.txt -newer "$addon" -type f 2>/dev/null | head -3 | tr '\n' ' ')
   [ -z "$newer" ] || echo "device-prepare: warning: $addon is older than ${newer}(npm run build:cuda rebuilds it)" >&2
 else
   echo "device-prepare: no $addon (npm run build:cuda): the Node GPU suite will say SKIPPED there"
-  rm -f .device/wavemoe.node
+  rm -f .device/wavemoe.node.xz
 fi
 
 # dist/ (the compiled TypeScript, without source maps): test/gpu/run.js then also trains and decodes models on the GPU
