@@ -160,6 +160,22 @@ __global__ void __launch_bounds__(kElementwiseThreads) penalise_kernel(double* z
   }
 }
 
+// Recorded runs: the first bad row and the first history id outside [-1, V), into check words (no wait).
+__global__ void __launch_bounds__(kElementwiseThreads) report_sampling_kernel(const SamplingStatus* status, int64_t B,
+                                                                               const int32_t* history, int64_t H,
+                                                                               int64_t V, unsigned long long* bad_row,
+                                                                               unsigned long long* bad_history) {
+  WAVEMOE_GRID_STRIDE(b, B) {
+    if (status != nullptr && bad_row != nullptr && status[b].fault != kSamplingOk) {
+      report_bad_index(bad_row, 4 * b + status[b].fault, status[b].index);
+    }
+  }
+  if (history == nullptr || bad_history == nullptr) return;
+  WAVEMOE_GRID_STRIDE(i, B * H) {
+    if (history[i] < -1 || history[i] >= V) report_bad_index(bad_history, i, history[i]);
+  }
+}
+
 // One block per row (grid-stride over rows). Finds the first NaN / +Infinity and the maximum, writes the status and
 // the maximum; then either the greedy id (the first position holding the maximum; probs 1 there) or, for sampling,
 // the sort keys and positions of the row (written for every row, even a bad one, so the sort reads defined data).
@@ -358,6 +374,18 @@ void sample_tokens(int32_t* out_ids, T* probs, const T* logits, const int32_t* h
     sample_rows<T, T>(out_ids, probs, logits, prm, st, B, V, stream);
   }
   if (status == nullptr) check_sampling_status(st, B, stream);
+}
+
+void report_sampling_problems(const SamplingStatus* status, int64_t B, const int32_t* history, int64_t H, int64_t V,
+                              unsigned long long* bad_row, unsigned long long* bad_history, cudaStream_t stream) {
+  if (B <= 0) return;
+  report_sampling_kernel<<<grid_for(std::max<int64_t>(B, B * H)), kElementwiseThreads, 0, stream>>>(
+      status, B, history, H, V, bad_row, bad_history);
+  WAVEMOE_CUDA_CHECK_LAUNCH("report_sampling_kernel");
+}
+
+std::string sampling_fault_message(int64_t position, int32_t index) {
+  return fault_message(SamplingStatus{static_cast<int32_t>(position % 4), index}, position / 4);
 }
 
 void check_sampling_status(const SamplingStatus* status, int64_t B, cudaStream_t stream) {

@@ -20,13 +20,15 @@
 //
 // Errors: the CPU throws for a row with a NaN or +Infinity logit (after the penalty) or only -Infinity logits.
 // Here each row's outcome goes to a device status array; check_sampling_status reads it (ONE small device-to-host
-// copy, which synchronises the stream) and throws wavemoe::Error with the CPU's message for the first bad row.
+// copy, which synchronises the stream) and throws wavemoe::Error with the CPU's message for the first bad row, or,
+// in a recorded run, report_sampling_problems puts it in a check word of the run (no wait).
 // Rows before and after a bad row are still sampled (their ids written), as on the CPU; a bad row's id is not
 // written and its probs row is all zero.
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 
 #include "csrc/kernels/sampling.h"  // SamplingParams
 
@@ -62,6 +64,14 @@ void sample_tokens(int32_t* out_ids, T* probs, const T* logits, const int32_t* h
 // Copies the B statuses to the host (synchronises `stream`) and throws wavemoe::Error naming the first bad row, with
 // the CPU kernel's message ("row 3: logits[3, 17] is NaN", ...). Returns normally when every row is fine.
 void check_sampling_status(const SamplingStatus* status, int64_t B, cudaStream_t stream);
+
+// The same checks without a wait, for a recorded run (csrc/core/device_run.h): the first bad row goes to the check
+// word `bad_row` as position 4·b + fault, value = the bad column; a history id outside [-1, V) to `bad_history`
+// (position b·H + j, value = the id). Any pointer may be null (status with bad_row, history with bad_history). sampling_fault_message() turns a reported
+// row back into the CPU's message.
+void report_sampling_problems(const SamplingStatus* status, int64_t B, const int32_t* history, int64_t H, int64_t V,
+                              unsigned long long* bad_row, unsigned long long* bad_history, cudaStream_t stream);
+std::string sampling_fault_message(int64_t position, int32_t index);
 
 }  // namespace gpu
 }  // namespace wavemoe

@@ -39,16 +39,18 @@ void check_history(const Args& a, const Tensor& history, int64_t B) {
   }
 }
 
+std::string history_message(int32_t id, int64_t row, int64_t column, int64_t V) {
+  return "option 'history' holds token id " + std::to_string(id) + " at [" + std::to_string(row) + ", " +
+         std::to_string(column) + "], outside [-1, " + std::to_string(V) + ") (-1 is padding)";
+}
+
 // "" when every history entry is in [-1, V); else the first bad one.
 std::string history_problem(const Tensor& history, int64_t V) {
   const HostInts host(history);
   const int32_t* h = host.data();
   const int64_t H = history.dim(1);
   for (int64_t i = 0; i < history.numel(); ++i) {
-    if (h[i] < -1 || h[i] >= V) {
-      return "option 'history' holds token id " + std::to_string(h[i]) + " at [" + std::to_string(i / H) + ", " +
-             std::to_string(i % H) + "], outside [-1, " + std::to_string(V) + ") (-1 is padding)";
-    }
+    if (h[i] < -1 || h[i] >= V) return history_message(h[i], i / H, i % H, V);
   }
   return "";
 }
@@ -108,15 +110,31 @@ Job prepare_sample_tokens(const Napi::CallbackInfo& info) {
     if (history) a.expect_no_overlap(*probs, "probs", *history, "history");
   }
   const int64_t H = history ? history->dim(1) : 0;
-  // On a GPU the kernel reports a bad row (NaN, +Infinity, all -Infinity) in a status it reads back at the end: the
-  // sampled ids are read right after anyway.
+  // On a GPU the kernel reports a bad row (NaN, +Infinity, all -Infinity) in a status: read back at once for a
+  // direct call (the sampled ids are read right after anyway), or, in a recorded run, put in check words of the run
+  // with any history id out of range (gpu_job.h), so that a generation step waits only where its tokens are read.
   WAVEMOE_GPU_JOB(a, [=, recorded = a.recording()](cudaStream_t stream) {
-    if (history && recorded) check_data_at_run_time(history_problem(*history, V));
+    const DeviceRef d = logits.device();
+    const bool deferred = recorded && DeviceRun::current() != nullptr && 4 * B < kMaxCheckedIndex;
+    unsigned long long* bad_history =
+        history ? gpu_index_check(
+                      recorded, d, history->numel(),
+                      [H, V](int64_t i, int32_t id) { return history_message(id, i / H, i % H, V); },
+                      [&] { return history_problem(*history, V); })
+                : nullptr;
+    unsigned long long* bad_row =
+        deferred ? gpu_index_check(true, d, 4 * B, gpu::sampling_fault_message, [] { return std::string(); }) : nullptr;
+    gpu::DeviceBuffer<gpu::SamplingStatus> status(deferred ? static_cast<size_t>(B) : 0);
     dispatch_float(logits.dtype, [&](auto t) {
       using T = decltype(t);
       gpu::sample_tokens<T>(out.ptr<int32_t>(), probs ? probs->ptr<T>() : nullptr, logits.ptr<T>(),
-                            history ? history->ptr<int32_t>() : nullptr, p, B, V, H, stream);
+                            history ? history->ptr<int32_t>() : nullptr, p, B, V, H, stream,
+                            deferred ? status.get() : nullptr);
     });
+    if (bad_row || bad_history) {
+      gpu::report_sampling_problems(deferred ? status.get() : nullptr, B, history ? history->ptr<int32_t>() : nullptr,
+                                    H, V, bad_row, bad_history, stream);
+    }
   });
   return {[=] {
     if (history) check_data_at_run_time(history_problem(*history, V));

@@ -4,8 +4,9 @@
  * end (csrc/core/device_run.h). These checks hold a device to that:
  *  - the numbers of a recorded run (cross-entropy loss, gradient norm, MoE aux loss) match the CPU's, and the whole
  *    run waits for the GPU exactly once (cudaMemoryStats().hostWaits), a run without numbers or checks not at all;
- *  - a bad index (an embedding id, a cross-entropy target, a corrupted MoE routing) fails the run at its end with
- *    the same message as on the CPU, which stops at the op: "<op> (recorded step i of n): <what is wrong>".
+ *  - a bad index (an embedding id, a cross-entropy target, a corrupted MoE routing, a sampling history id) or a bad
+ *    logits row in sampling fails the run at its end with the same message as on the CPU, which stops at the op:
+ *    "<op> (recorded step i of n): <what is wrong>".
  * Each check returns { name, ok, detail }. On the CPU (no GPU here) the same checks run CPU against CPU, so that a
  * broken check is found without a GPU; the wait counts are then not checked.
  */
@@ -98,6 +99,13 @@ async function badIndexRun(addon, device, which) {
     const targets = t('int32', [5], (i) => [3, -100, 16, 17, -4][i]);
     return (await recorded(addon, device, () => addon.crossEntropyForwardBackward(dl, null, logits, targets))).error;
   }
+  if (which === 'sampling history' || which === 'sampling NaN') {
+    const logits = t('float32', [3, 17], (i) => (which === 'sampling NaN' && i === 22 ? NaN : wave(18, -3, 3)(i)));
+    const ids = t('int32', [3], () => 0);
+    const history = t('int32', [3, 4], (i) => (which === 'sampling history' && i === 6 ? 40 : i % 5 === 4 ? -1 : i % 17));
+    return (await recorded(addon, device, () =>
+      addon.sampleTokens(ids, logits, { temperature: 0.8, topK: 5, repetitionPenalty: 1.3, history, seed: 3, counter: 1 }))).error;
+  }
   // moe: a forward's routing, then offsets corrupted (decreasing at expert 1) before a recorded backward.
   const E = 3, D = 4, F = 3, k = 2, N = 9, P = N * k;
   const params = { gateWeight: t('float32', [E, D], wave(11)), w1: t('float32', [E, F, D], wave(12)),
@@ -120,6 +128,8 @@ const EXPECTED_ERRORS = {
   embedding: /^embeddingForward \(recorded step 2 of 3\): ids at \[1, 2\] \(flat index 6\) is 70000, out of range \[0, 13\)/,
   'cross-entropy': /^crossEntropyForwardBackward \(recorded step 1 of 1\): targets\[3\] is 17, out of range \[0, 17\)/,
   moe: /^moeBackward \(recorded step 1 of 1\): 'saved' does not hold a forward's routing: offsets decrease at expert 1/,
+  'sampling history': /^sampleTokens \(recorded step 1 of 1\): option 'history' holds token id 40 at \[1, 2\], outside \[-1, 17\)/,
+  'sampling NaN': /^sampleTokens \(recorded step 1 of 1\): row 1: logits\[1, 5\] is NaN$/,
 };
 
 async function recordedChecks(addon, device) {

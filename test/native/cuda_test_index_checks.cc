@@ -1,5 +1,6 @@
 // The device side of a recorded run's checks and waits (csrc/core/device_run.h): kernels that read indices never read
-// out of bounds and report the first bad one in a check word; the checked copy of an MoE backward's routing; host
+// out of bounds and report the first bad one in a check word; sampling's bad rows and history ids reported the same
+// way; the checked copy of an MoE backward's routing; host
 // waits are counted; uploads through pinned staging do not wait and keep the data as it was at the call.
 #include <cmath>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "cuda/cross_entropy.h"
 #include "cuda/embedding.h"
 #include "cuda/moe_routing_check.h"
+#include "cuda/sampling.h"
 #include "cuda/wavelet.h"
 #include "cuda_check.h"
 #include "kernels/cross_entropy.h"
@@ -200,6 +202,43 @@ void test_moe_routing_check() {
         "offsets decrease at expert 3");
 }
 
+void test_sampling_reports() {
+  std::printf("sampling problems into check words: the first bad row (4·b + fault) and the first history id out of range\n");
+  const int64_t B = 5, H = 3, V = 17;
+  std::vector<gpu::SamplingStatus> st(B, gpu::SamplingStatus{gpu::kSamplingOk, -1});
+  st[3] = {gpu::kSamplingNaN, 9};
+  st[1] = {gpu::kSamplingAllMasked, -1};
+  std::vector<int32_t> history = {0, 16, -1, 3, 3, 17, -1, -1, -1, 2, -2, 5, 1, 1, 1};
+  gpu::DeviceBuffer<gpu::SamplingStatus> d_st(B);
+  WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(d_st.get(), st.data(), B * sizeof(gpu::SamplingStatus), cudaMemcpyHostToDevice,
+                                     g_stream));
+  auto d_history = upload(history);
+  Word row, hist;
+  gpu::report_sampling_problems(d_st.get(), B, d_history.get(), H, V, row.get(), hist.get(), g_stream);
+  CHECK(row.value() == wavemoe::encode_bad_index(4 * 1 + gpu::kSamplingAllMasked, -1));
+  CHECK(hist.value() == wavemoe::encode_bad_index(5, 17));
+  CHECK(gpu::sampling_fault_message(4 * 3 + gpu::kSamplingNaN, 9) == "row 3: logits[3, 9] is NaN");
+  CHECK(gpu::sampling_fault_message(4 * 1 + gpu::kSamplingAllMasked, -1) ==
+        "row 1: every logit is -Infinity, so there is nothing to sample");
+  // A sampled row with NaN logits, end to end: the status from sample_tokens, reported without a wait.
+  std::vector<float> logits = uniform<float>(B * V, -3, 3);
+  logits[2 * V + 4] = std::numeric_limits<float>::quiet_NaN();
+  auto d_logits = upload(logits);
+  gpu::DeviceBuffer<int32_t> ids(B);
+  gpu::SamplingParams p;
+  p.temperature = 0.7;
+  p.seed = 5;
+  p.counter = 2;
+  int device = 0;
+  WAVEMOE_CUDA_CHECK(cudaGetDevice(&device));
+  const unsigned long long waits = gpu::host_waits(device);
+  Word row2;
+  gpu::sample_tokens<float>(ids.get(), nullptr, d_logits.get(), nullptr, p, B, V, 0, g_stream, d_st.get());
+  gpu::report_sampling_problems(d_st.get(), B, nullptr, 0, V, row2.get(), nullptr, g_stream);
+  CHECK(gpu::host_waits(device) == waits);
+  CHECK(row2.value() == wavemoe::encode_bad_index(4 * 2 + gpu::kSamplingNaN, 4));
+}
+
 void test_waits_and_staged_uploads() {
   std::printf("host waits counted; staged uploads do not wait and copy the data as it was at the call\n");
   int device = 0;
@@ -244,6 +283,7 @@ int main(int argc, char** argv) {
     test_cross_entropy_bad_targets();
     test_wavelet_raw_bad_ids();
     test_moe_routing_check();
+    test_sampling_reports();
     test_waits_and_staged_uploads();
   });
 }
