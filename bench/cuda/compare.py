@@ -248,8 +248,9 @@ def main(argv=None):
     # ------------------------------------------------------------------ MoE
     if moe:
         rows = []
-        print('MoE layer, float32, tokens/s: wavemoe vs a PyTorch per-expert loop')
-        print(f'{"N":>6} {"D":>5} {"F":>5} {"E":>3} {"k":>2} {"fwd":>11} {"f+b":>11} {"torch fwd":>11} '
+        print('MoE layer, tokens/s: wavemoe vs a PyTorch per-expert loop (fp32; bf16: wavemoe\'s bf16 matmul precision vs '
+              'the loop under bf16 autocast)')
+        print(f'{"prec":>5} {"N":>6} {"D":>5} {"F":>5} {"E":>3} {"k":>2} {"fwd":>11} {"f+b":>11} {"torch fwd":>11} '
               f'{"torch f+b":>11} {"vs fwd":>7} {"vs f+b":>7}')
         for r in moe['moe']:
             tr = find_row(t.get('moe'), r) or {}
@@ -260,7 +261,7 @@ def main(argv=None):
                        fwd_vs_torch_loop=ratio(r.get('fwd_tokens_per_s'), tr.get('fwd_tokens_per_s')),
                        fwd_bwd_vs_torch_loop=ratio(r.get('fwd_bwd_tokens_per_s'), tr.get('fwd_bwd_tokens_per_s')))
             rows.append(rec)
-            print(f'{fmt(r.get("N")):>6} {fmt(r.get("D")):>5} {fmt(r.get("F")):>5} {fmt(r.get("E")):>3} '
+            print(f'{r.get("precision", "fp32"):>5} {fmt(r.get("N")):>6} {fmt(r.get("D")):>5} {fmt(r.get("F")):>5} {fmt(r.get("E")):>3} '
                   f'{fmt(r.get("k")):>2} {fmt(rec["fwd_tokens_per_s"], 0):>11} '
                   f'{fmt(rec["fwd_bwd_tokens_per_s"], 0):>11} '
                   f'{fmt(rec["torch_fwd_tokens_per_s"], 0):>11} {fmt(rec["torch_fwd_bwd_tokens_per_s"], 0):>11} '

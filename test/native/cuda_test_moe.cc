@@ -901,12 +901,18 @@ int bench(const gpu::DeviceInfo& info) {
   const std::vector<Size> sizes = {{"moe-small 8x128", 1024, 256, 512, 8, 2},
                                    {"moe-small 8x1024", 8192, 256, 512, 8, 2},
                                    {"large", 16 * 1024, 768, 2048, 8, 2}};
-  std::printf("moe layer, float32: tokens/s\n");
-  std::printf("%-18s %6s %5s %5s %3s %2s %14s %14s %10s %10s\n", "", "N", "D", "F", "E", "k", "fwd tok/s",
+  std::printf("moe layer, float32 data: tokens/s in fp32, then under the bf16 matmul precision (tensor cores)\n");
+  std::printf("%-18s %5s %6s %5s %5s %3s %2s %14s %14s %10s %10s\n", "", "prec", "N", "D", "F", "E", "k", "fwd tok/s",
               "fwd+bwd tok/s", "fwd ms", "f+b ms");
   std::string json = "{\"device\":\"" + info.name + "\",\"moe\":[";
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const Size& z = sizes[i];
+  std::vector<std::pair<Size, MatmulPrecision>> runs;
+  for (MatmulPrecision mp : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    for (const Size& z : sizes) runs.emplace_back(z, mp);
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const Size& z = runs[i].first;
+    cpu::set_matmul_precision(runs[i].second);
+    const char* precision = cpu::matmul_precision_name(runs[i].second);
     Case cs;
     cs.N = z.N, cs.D = z.D, cs.F = z.F, cs.E = z.E, cs.k = z.k;
     cpu::MoeConfig c = make_config(cs);
@@ -936,16 +942,18 @@ int bench(const gpu::DeviceInfo& info) {
                                weights_of(dp), c, g_stream);
     });
     const double fwd_tps = c.N / (fwd_ms * 1e-3), fb_tps = c.N / (fb_ms * 1e-3);
-    std::printf("%-18s %6lld %5lld %5lld %3lld %2lld %14.0f %14.0f %10.3f %10.3f\n", z.label, (long long)c.N,
-                (long long)c.D, (long long)c.F, (long long)c.E, (long long)c.k, fwd_tps, fb_tps, fwd_ms, fb_ms);
+    std::printf("%-18s %5s %6lld %5lld %5lld %3lld %2lld %14.0f %14.0f %10.3f %10.3f\n", z.label, precision,
+                (long long)c.N, (long long)c.D, (long long)c.F, (long long)c.E, (long long)c.k, fwd_tps, fb_tps, fwd_ms,
+                fb_ms);
     char item[300];
     std::snprintf(item, sizeof(item),
-                  "%s{\"N\":%lld,\"D\":%lld,\"F\":%lld,\"E\":%lld,\"k\":%lld,\"fwd_tokens_per_s\":%.1f,"
-                  "\"fwd_bwd_tokens_per_s\":%.1f}",
-                  i ? "," : "", (long long)c.N, (long long)c.D, (long long)c.F, (long long)c.E, (long long)c.k,
-                  fwd_tps, fb_tps);
+                  "%s{\"precision\":\"%s\",\"N\":%lld,\"D\":%lld,\"F\":%lld,\"E\":%lld,\"k\":%lld,"
+                  "\"fwd_tokens_per_s\":%.1f,\"fwd_bwd_tokens_per_s\":%.1f}",
+                  i ? "," : "", precision, (long long)c.N, (long long)c.D, (long long)c.F, (long long)c.E,
+                  (long long)c.k, fwd_tps, fb_tps);
     json += item;
   }
+  cpu::set_matmul_precision(MatmulPrecision::fp32);
   json += "]}";
   std::printf("%s\n", json.c_str());
   return 0;
