@@ -111,6 +111,28 @@ __device__ __forceinline__ void load_tile_bf16(bf16* dst, RowFn src_row, int D, 
   }
 }
 
+// A backward row tile (rows [r0, r0 + m) of (b, kh), the GQA group's query heads interleaved) into shared memory,
+// for both backward kernels: Q and dO as bf16, and per row lse · log2 e, D_i and the key range it sees (0 past m).
+template <int kRows, int kD, int kLdD>
+__device__ __forceinline__ void load_backward_rows(bf16* qs, bf16* dos, float* ls, float* dis, int* lo, int* hi,
+                                                   const BackwardArgs<float>& p, int64_t b, int64_t kh, int r0,
+                                                   int m) {
+  const Dims& a = p.a;
+  const auto row_of = [&](const float* x) {
+    return [&, x](int r) -> const float* { return r < m ? x + q_row(a, b, kh, r0 + r) * a.D : nullptr; };
+  };
+  load_tile_bf16<kRows, kD, kLdD>(qs, row_of(p.q), static_cast<int>(a.D), p.vec);
+  load_tile_bf16<kRows, kD, kLdD>(dos, row_of(p.dout), static_cast<int>(a.D), p.vec);
+  if (threadIdx.x < kRows) {
+    const int r = threadIdx.x;
+    const int64_t row = r < m ? q_row(a, b, kh, r0 + r) : 0, t = (r0 + r) / a.g;
+    ls[r] = r < m ? static_cast<float>(p.lse[row] * kLog2e) : 0.f;
+    dis[r] = r < m ? p.di[row] : 0.f;
+    lo[r] = r < m ? keys_lo(a, t) : 0;
+    hi[r] = r < m ? keys_hi(a, t) : 0;
+  }
+}
+
 // ============================================ forward ============================================
 
 // One block: row tile of 64 interleaved query rows of one (batch, kv head) against key split blockIdx.y of the keys
@@ -321,19 +343,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(const __g
   for (int r0 = static_cast<int>(t_lo * a.g); r0 < r_end; r0 += kBM) {
     const int m = static_cast<int>(imin(kBM, r_end - r0));
     __syncthreads();  // the previous row tile is done with qs, dos, ls, dis, qlo, qhi
-    const auto row_of = [&](const float* x) {
-      return [&, x](int r) -> const float* { return r < m ? x + q_row(a, b, kh, r0 + r) * a.D : nullptr; };
-    };
-    load_tile_bf16<kBM, kD, kLdD>(qs, row_of(p.q), D, p.vec);
-    load_tile_bf16<kBM, kD, kLdD>(dos, row_of(p.dout), D, p.vec);
-    if (threadIdx.x < kBM) {
-      const int r = threadIdx.x;
-      const int64_t row = r < m ? q_row(a, b, kh, r0 + r) : 0, t = (r0 + r) / a.g;
-      ls[r] = r < m ? static_cast<float>(p.lse[row] * kLog2e) : 0.f;
-      dis[r] = r < m ? p.di[row] : 0.f;
-      qlo[r] = r < m ? keys_lo(a, t) : 0;
-      qhi[r] = r < m ? keys_hi(a, t) : 0;
-    }
+    load_backward_rows<kBM, kD, kLdD>(qs, dos, ls, dis, qlo, qhi, p, b, kh, r0, m);
     __syncthreads();  // Q, dO and the row data (and, on the first row tile, K and V) in place
     if (idle) continue;
 #pragma unroll 1
@@ -426,19 +436,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(const __gri
   const int64_t lo = keys_lo(a, r0 / a.g), hi = keys_hi(a, (r0 + m - 1) / a.g);
   const bool idle = 16 * warp >= m;  // every row of this warp is padding
 
-  const auto row_of = [&](const float* x) {
-    return [&, x](int r) -> const float* { return r < m ? x + q_row(a, b, kh, r0 + r) * a.D : nullptr; };
-  };
-  load_tile_bf16<kTcRows, kD, kLdD>(qs, row_of(p.q), D, p.vec);
-  load_tile_bf16<kTcRows, kD, kLdD>(dos, row_of(p.dout), D, p.vec);
-  if (threadIdx.x < kTcRows) {
-    const int r = threadIdx.x;
-    const int64_t row = r < m ? q_row(a, b, kh, r0 + r) : 0, t = (r0 + r) / a.g;
-    ls[r] = r < m ? static_cast<float>(p.lse[row] * kLog2e) : 0.f;
-    dis[r] = r < m ? p.di[row] : 0.f;
-    rlo[r] = r < m ? keys_lo(a, t) : 0;
-    rhi[r] = r < m ? keys_hi(a, t) : 0;
-  }
+  load_backward_rows<kTcRows, kD, kLdD>(qs, dos, ls, dis, rlo, rhi, p, b, kh, r0, m);
   unsigned char rc[kFragElems];
   frag_map(rc, reinterpret_cast<float*>(my_ds), maps + warp * 256);  // my_ds: 2304 bytes >= 1 KiB
 
