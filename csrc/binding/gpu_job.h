@@ -25,7 +25,6 @@
 
 #include "../../cuda/allocator.h"
 #include "../../cuda/backend.h"
-#include "../../cuda/check.h"
 #include "../core/device_run.h"
 #include "args.h"
 
@@ -61,8 +60,7 @@ template <typename F> Job gpu_number_job(const DeviceRef& d, F launch) {
     gpu::DeviceBuffer<double> result(1);
     launch(stream, result.get());
     double host = 0;
-    WAVEMOE_CUDA_CHECK(cudaMemcpyAsync(&host, result.get(), sizeof(double), cudaMemcpyDeviceToHost, stream));
-    gpu::host_wait(stream);
+    usable_backend(d).copy_to_host(&host, result.get(), sizeof(double), d.index);  // the wait
     return host;
   };
   return job;

@@ -501,4 +501,4 @@ function runCase(addon, c, device, seed = 1234) {
   return Object.keys(want).map((k) => ({ output: k, ...compare(got[k], want[k], c.tol) }));
 }
 
-module.exports = { cases, runCase, compare };
+module.exports = { cases, runCase, compare, maker };

@@ -12,16 +12,10 @@
  */
 'use strict';
 
-const ARRAY = { float32: Float32Array, float64: Float64Array, int32: Int32Array };
+const { maker } = require('./cases');
 
-function tensor(addon, device, dtype, shape, fill) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new ARRAY[dtype](n);
-  for (let i = 0; i < n; i++) data[i] = fill(i);
-  const t = new addon.Tensor(dtype, shape, device);
-  t.copyFrom(data);
-  return t;
-}
+// A tensor on `device` holding fill(i) at flat index i.
+const tensor = (addon, device, dtype, shape, fill) => maker(addon, device, 0).values(shape, dtype, fill);
 
 // A deterministic pseudo-random fill in [lo, hi).
 const wave = (seed, lo = -1, hi = 1) => (i) => lo + (hi - lo) * (0.5 + 0.5 * Math.sin(seed * 12.9898 + i * 78.233));
