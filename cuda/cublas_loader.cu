@@ -106,6 +106,10 @@ bool try_load(const std::string& path, CublasApi* api, std::string* why) {
 CublasApi load() {
   CublasApi api;
   std::string why;
+#ifdef WAVEMOE_CUDA_EMULATION  // test/cuda-emulation: "device" pointers are host memory, which cuBLAS cannot read
+  api.error = "the CPU emulation of CUDA has no cuBLAS";
+  return api;
+#endif
   const char* env = std::getenv("WAVEMOE_CUBLAS");
   if (env && std::string(env) == "0") {
     api.error = "disabled by WAVEMOE_CUBLAS=0";

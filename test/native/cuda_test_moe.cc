@@ -859,7 +859,7 @@ void run_precision_tests() {
       test_pieces<float>(cases[j], Tol<float>::piece, loose_piece(bits));
       test_layer<float>(cases[j], loose_layer(bits));
     }
-    const Case& big = large_cases()[prec == MatmulPrecision::bf16 ? 0 : 1];
+    const Case big = large_cases()[prec == MatmulPrecision::bf16 ? 0 : 1];  // a copy: the vector is a temporary
     test_pieces<float>(big, Tol<float>::layer, loose_piece(bits));
     test_layer<float>(big, loose_layer(bits));
   }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs the CUDA code on the CPU emulation of CUDA (test/cuda-emulation/README.md), so that every CUDA kernel is run
+# and compared with the CPU kernels on machines without a GPU (CI, and every developer machine):
+#   1. builds cuda/*.cu with the host compiler against the emulation, and the CUDA test programs against that
+#      (build/cuda-emulation/emulated_cuda_test_*), then runs each program under each thread order;
+#   2. with --addon, builds the addon on the emulation (build-cuda-emulation/Release/wavemoe.node) and runs the GPU
+#      suites against it: node test/gpu/run.js (every op forward and backward, recorded runs) and jest test/gpu
+#      (models, training steps, generation on the emulated GPU against the CPU).
+# Options: --orders forward,reverse (WAVEMOE_EMU_ORDER values; default both), --addon, --only <program substring>.
+# Needs node, cmake and a C++17 compiler on x86-64 Linux; no nvcc, no GPU. Timings under emulation mean nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+orders="forward,reverse"
+addon=""
+only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --orders) orders="$2"; shift 2 ;;
+    --addon) addon=1; shift ;;
+    --only) only="$2"; shift 2 ;;
+    *) echo "cuda-emulate: unknown option $1 (--orders LIST, --addon, --only NAME)" >&2; exit 2 ;;
+  esac
+done
+if [ "$(uname -m)" != "x86_64" ]; then
+  echo "cuda-emulate: SKIPPED (the emulation switches fibers with x86-64 assembly; this is $(uname -m))"
+  exit 0
+fi
+build_dir="${CUDA_EMU_BUILD_DIR:-build/cuda-emulation}"
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+jobs="$(nproc)"
+cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DWAVEMOE_CUDA_EMULATION=ON >/dev/null
+cmake --build "$build_dir" -j "$jobs" --target wavemoe_cuda_emulated_all
+
+# One program under one order; its log is kept in the build folder, its tail shown when it fails.
+run_one() {
+  local program="$1" order="$2" log start rc
+  log="$build_dir/$(basename "$program").$order.log"
+  start=$(date +%s)
+  rc=0
+  WAVEMOE_EMU_ORDER="$order" "$program" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    tail -25 "$log" >&2
+    touch "$build_dir/failed"
+    echo "cuda-emulate: FAILED $(basename "$program") ($order order, exit $rc; log: $log)" >&2
+    return 1
+  fi
+  echo "cuda-emulate: $(tail -1 "$log") ($order order, $(( $(date +%s) - start )) s)"
+}
+
+# Longest first, so that the parallel runs end together.
+programs=()
+for name in moe sampling attention wavelet kernels layernorm index_checks random wavelet_analysis; do
+  p="$build_dir/emulated_cuda_test_$name"
+  [ -x "$p" ] || continue
+  [ -n "$only" ] && [[ "$name" != *"$only"* ]] && continue
+  programs+=("$p")
+done
+for p in "$build_dir"/emulated_cuda_test_*; do  # programs added later than the list above
+  [[ "$p" == *.log ]] && continue
+  [[ " ${programs[*]} " == *" $p "* ]] && continue
+  [ -n "$only" ] && [[ "$(basename "$p")" != *"$only"* ]] && continue
+  programs+=("$p")
+done
+rm -f "$build_dir/failed"
+for order in ${orders//,/ }; do
+  for p in "${programs[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_one "$p" "$order" &
+  done
+done
+wait
+[ ! -e "$build_dir/failed" ] || { echo "cuda-emulate: some programs failed" >&2; exit 1; }
+
+if [ -n "$addon" ]; then
+  npx cmake-js build --out build-cuda-emulation --CDWAVEMOE_CUDA_EMULATION=ON --parallel "$jobs" \
+    >build-cuda-emulation.log 2>&1 || { tail -40 build-cuda-emulation.log >&2; echo "cuda-emulate: the addon build failed" >&2; exit 1; }
+  rm -f build-cuda-emulation.log
+  export WAVEMOE_CUDA_ADDON="$PWD/build-cuda-emulation/Release/wavemoe.node"
+  node test/gpu/run.js
+  npx jest test/gpu
+fi
+echo "cuda-emulate: passed"

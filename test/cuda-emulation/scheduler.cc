@@ -1,0 +1,296 @@
+// Kernel launches of the CPU emulation of CUDA: blocks run one after another; the threads of a block are fibers on
+// the launching OS thread, switched by a few instructions of assembly (x86-64 System V), so a million CUDA threads
+// cost well under a second. A fiber runs until it finishes or reaches a barrier; when no fiber can run, the
+// scheduler releases a warp barrier whose lanes have all arrived, else the block barrier if every thread of the
+// block has arrived, else it reports the divergence and aborts.
+//
+// The order in which runnable fibers are resumed (WAVEMOE_EMU_ORDER): forward (thread 0 first, the default),
+// reverse, or random (seeded by WAVEMOE_EMU_SEED). A thread runs as far as it can before the next one starts, so a
+// read of another thread's result without a barrier sees the 0xFF poison (a NaN) under one order or the other.
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+#if !defined(__x86_64__)
+#error "the CUDA emulation switches fibers with x86-64 assembly"
+#endif
+
+extern "C" void wavemoe_emu_switch(void** save_sp, void* load_sp);
+// Saves the callee-saved registers on the current stack, stores its pointer in *save_sp, loads load_sp, restores.
+asm(R"(
+  .text
+  .globl wavemoe_emu_switch
+  .type wavemoe_emu_switch, @function
+wavemoe_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size wavemoe_emu_switch, .-wavemoe_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+namespace emu {
+
+uint3 g_thread_idx, g_block_idx;
+dim3 g_block_dim, g_grid_dim;
+
+namespace {
+
+enum class State { runnable, block_barrier, warp_barrier, done };
+
+struct Fiber {
+  void* sp = nullptr;
+  State state = State::runnable;
+  unsigned mask = 0;  // the lanes named by the warp barrier it waits at
+};
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kGuardBytes = 4096;
+constexpr size_t kSharedBytes = 232448;  // 227 KiB: the opt-in maximum of sm_90
+
+struct Block {
+  std::vector<Fiber> fibers;
+  std::vector<char*> stacks;  // each below a PROT_NONE guard page: an overflow faults instead of corrupting
+  std::vector<uint64_t> exchange;
+  unsigned current = 0;
+  void* scheduler_sp = nullptr;
+  Body body = nullptr;
+  void* context = nullptr;
+};
+
+Block g_block;
+std::mutex g_launch_mutex;  // kernels share the fibers, the static __shared__ variables and the dynamic array
+const char* g_kernel_name = "";
+alignas(128) unsigned char g_dynamic_smem[kSharedBytes];
+size_t g_dynamic_bytes = 0;
+std::mutex g_attribute_mutex;
+std::map<const void*, int> g_max_dynamic_smem;
+
+enum class Order { forward, reverse, random };
+Order order_from_env() {
+  const char* v = std::getenv("WAVEMOE_EMU_ORDER");
+  if (v == nullptr || std::strcmp(v, "forward") == 0) return Order::forward;
+  if (std::strcmp(v, "reverse") == 0) return Order::reverse;
+  if (std::strcmp(v, "random") == 0) return Order::random;
+  std::fprintf(stderr, "WAVEMOE_EMU_ORDER must be forward, reverse or random, not '%s'\n", v);
+  std::exit(2);
+}
+const Order g_order = order_from_env();
+std::mt19937_64 g_random(std::getenv("WAVEMOE_EMU_SEED") ? std::strtoull(std::getenv("WAVEMOE_EMU_SEED"), nullptr, 10)
+                                                           : 1);
+
+char* new_stack() {
+  void* m = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    std::perror("CUDA emulation: mmap of a fiber stack");
+    std::abort();
+  }
+  mprotect(m, kGuardBytes, PROT_NONE);
+  return static_cast<char*>(m) + kGuardBytes;
+}
+
+[[noreturn]] void fiber_main() {
+  Block& b = g_block;
+  b.body(b.context);
+  b.fibers[b.current].state = State::done;
+  wavemoe_emu_switch(&b.fibers[b.current].sp, b.scheduler_sp);
+  std::abort();  // a finished fiber is never resumed
+}
+
+void start_fiber(unsigned i) {
+  // The stack as wavemoe_emu_switch leaves it: six saved registers, then fiber_main as the return address, then a
+  // dummy return address for fiber_main, so that it starts with the stack aligned as after a call.
+  uintptr_t top = reinterpret_cast<uintptr_t>(g_block.stacks[i]) + kStackBytes;
+  top &= ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void*>(&fiber_main);
+  for (int r = 0; r < 6; ++r) *--sp = nullptr;
+  g_block.fibers[i] = Fiber{sp, State::runnable, 0};
+}
+
+void set_thread(unsigned linear) {
+  g_thread_idx.x = linear % g_block_dim.x;
+  g_thread_idx.y = linear / g_block_dim.x % g_block_dim.y;
+  g_thread_idx.z = linear / (g_block_dim.x * g_block_dim.y);
+}
+
+std::string where() {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "kernel %s, block (%u, %u, %u) of (%u, %u, %u), %u threads", g_kernel_name,
+                g_block_idx.x, g_block_idx.y, g_block_idx.z, g_grid_dim.x, g_grid_dim.y, g_grid_dim.z,
+                g_block_dim.x * g_block_dim.y * g_block_dim.z);
+  return buf;
+}
+
+[[noreturn]] void stuck(const char* why) {
+  std::fprintf(stderr, "CUDA emulation: %s (%s)\n", why, where().c_str());
+  std::abort();
+}
+
+// Releases the warp barrier of the warp starting at thread `base` if every lane it names has reached it.
+bool release_warp(unsigned base, unsigned n) {
+  std::vector<Fiber>& f = g_block.fibers;
+  const unsigned lanes = std::min(32u, n - base);
+  unsigned mask = 0;
+  bool any = false;
+  for (unsigned l = 0; l < lanes; ++l) {
+    if (f[base + l].state != State::warp_barrier) continue;
+    if (any && f[base + l].mask != mask) stuck("lanes of a warp wait at warp barriers with different masks");
+    mask = f[base + l].mask, any = true;
+  }
+  if (!any) return false;
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    if (l >= lanes) stuck("a warp barrier or shuffle names a lane beyond the block's last thread");
+    const State s = f[base + l].state;
+    if (s == State::runnable) return false;  // not there yet
+    if (s == State::done) stuck("a warp barrier or shuffle waits for a lane that has exited");
+    if (s == State::block_barrier) stuck("divergent barriers: lanes of one warp wait at __syncwarp and __syncthreads");
+  }
+  for (unsigned l = 0; l < lanes; ++l) {
+    if (f[base + l].state == State::warp_barrier) f[base + l].state = State::runnable;
+  }
+  return true;
+}
+
+// Warp by warp: a warp runs until every lane waits at __syncthreads or has finished (its warp barriers released as
+// soon as its lanes arrive), then the next warp runs. So one warp gets as far ahead of the others as a GPU could
+// let it, and a missing __syncthreads shows up as a read of a value not yet written (or already overwritten).
+void run_block(unsigned n) {
+  Block& b = g_block;
+  while (b.stacks.size() < n) b.stacks.push_back(new_stack());
+  if (b.fibers.size() < n) b.fibers.resize(n);
+  b.exchange.assign(n, ~uint64_t(0));
+  for (unsigned i = 0; i < n; ++i) start_fiber(i);
+  const unsigned warps = (n + 31) / 32;
+  std::vector<unsigned> warp_order(warps), lane_order;
+  for (unsigned w = 0; w < warps; ++w) warp_order[w] = g_order == Order::reverse ? warps - 1 - w : w;
+  for (;;) {
+    if (g_order == Order::random) std::shuffle(warp_order.begin(), warp_order.end(), g_random);
+    for (unsigned w : warp_order) {
+      const unsigned base = 32 * w, lanes = std::min(32u, n - base);
+      lane_order.resize(lanes);
+      for (unsigned l = 0; l < lanes; ++l) lane_order[l] = base + (g_order == Order::reverse ? lanes - 1 - l : l);
+      do {
+        if (g_order == Order::random) std::shuffle(lane_order.begin(), lane_order.end(), g_random);
+        for (unsigned i : lane_order) {
+          if (b.fibers[i].state != State::runnable) continue;
+          b.current = i;
+          set_thread(i);
+          wavemoe_emu_switch(&b.scheduler_sp, b.fibers[i].sp);
+        }
+      } while (release_warp(base, n));
+    }
+    unsigned done = 0, waiting = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      done += b.fibers[i].state == State::done;
+      waiting += b.fibers[i].state == State::block_barrier;
+    }
+    if (done == n) return;
+    if (waiting + done != n) stuck("deadlock: threads wait at warp barriers that cannot complete");
+    if (done != 0) {
+      char why[160];
+      std::snprintf(why, sizeof why, "__syncthreads reached by %u threads after %u threads of the block exited",
+                    waiting, done);
+      stuck(why);
+    }
+    for (unsigned i = 0; i < n; ++i) b.fibers[i].state = State::runnable;
+  }
+}
+
+void wait_here(State s, unsigned mask) {
+  Block& b = g_block;
+  Fiber& f = b.fibers[b.current];
+  f.state = s;
+  f.mask = mask;
+  const unsigned me = b.current;
+  wavemoe_emu_switch(&f.sp, b.scheduler_sp);
+  b.current = me;
+}
+
+}  // namespace
+
+void fail(const char* what) {
+  std::fprintf(stderr, "CUDA emulation: %s (%s, thread %u)\n", what, where().c_str(), g_block.current);
+  std::abort();
+}
+
+void block_barrier() { wait_here(State::block_barrier, 0); }
+
+void warp_barrier(unsigned mask) {
+  const unsigned my_lane = g_block.current % 32;
+  if (!(mask >> my_lane & 1u)) fail("__syncwarp or a shuffle whose mask leaves out the calling lane");
+  wait_here(State::warp_barrier, mask);
+}
+
+uint64_t* warp_exchange() { return g_block.exchange.data(); }
+
+unsigned char* dynamic_smem() { return g_dynamic_smem; }
+
+void check_smem_access(const void* p, size_t bytes, const char* what) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c < g_dynamic_smem || c + bytes > g_dynamic_smem + g_dynamic_bytes) fail(what);
+}
+
+void launch_kernel(const void* kernel, const char* name, Body body, void* context, dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t stream) {
+  (void)stream;
+  const unsigned long long threads = 1ull * block.x * block.y * block.z;
+  int limit = 48 * 1024;
+  {
+    std::lock_guard<std::mutex> lock(g_attribute_mutex);
+    auto it = g_max_dynamic_smem.find(kernel);
+    if (it != g_max_dynamic_smem.end()) limit = it->second;
+  }
+  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 || smem > static_cast<size_t>(limit)) {
+    emu_set_launch_error(cudaErrorInvalidConfiguration);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(g_launch_mutex);
+  g_kernel_name = name;
+  g_grid_dim = grid;
+  g_block_dim = block;
+  g_dynamic_bytes = smem;
+  g_block.body = body;
+  g_block.context = context;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        g_block_idx = uint3{x, y, z};
+        std::memset(g_dynamic_smem, 0xFF, smem);  // NaN in every float, double and bfloat16 until written
+        run_block(static_cast<unsigned>(threads));
+      }
+}
+
+}  // namespace emu
+
+cudaError_t emu_func_set_max_dynamic_smem(const void* kernel, int bytes) {
+  if (bytes < 0 || static_cast<size_t>(bytes) > emu::kSharedBytes) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(emu::g_attribute_mutex);
+  emu::g_max_dynamic_smem[kernel] = bytes;
+  return cudaSuccess;
+}
