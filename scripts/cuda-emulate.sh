@@ -5,20 +5,26 @@
 #      (build/cuda-emulation/emulated_cuda_test_*), then runs each program under each thread order;
 #   2. with --addon, builds the addon on the emulation (build-cuda-emulation/Release/wavemoe.node) and runs the GPU
 #      suites against it: node test/gpu/run.js (every op forward and backward, recorded runs) and jest test/gpu
-#      (models, training steps, generation on the emulated GPU against the CPU).
-# Options: --orders forward,reverse (WAVEMOE_EMU_ORDER values; default both), --addon, --only <program substring>.
+#      (models, training steps, generation on the emulated GPU against the CPU), then `wavemoe train --device cuda`
+#      for two steps and `wavemoe generate --device cuda` from its checkpoint.
+# Options: --orders forward,reverse (WAVEMOE_EMU_ORDER values; default both), --addon, --only <program substring>,
+# --sanitize (the programs built with ASan + UBSan into build/cuda-emulation-sanitize: an out-of-bounds access of a
+# kernel to device memory, a static __shared__ array or past the launch's dynamic shared memory, a misaligned vector
+# access, a use after free, fails the program with the kernel's source line).
 # Needs node, cmake and a C++17 compiler on x86-64 Linux; no nvcc, no GPU. Timings under emulation mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 orders="forward,reverse"
 addon=""
 only=""
+sanitize=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --orders) orders="$2"; shift 2 ;;
     --addon) addon=1; shift ;;
     --only) only="$2"; shift 2 ;;
-    *) echo "cuda-emulate: unknown option $1 (--orders LIST, --addon, --only NAME)" >&2; exit 2 ;;
+    --sanitize) sanitize=1; shift ;;
+    *) echo "cuda-emulate: unknown option $1 (--orders LIST, --addon, --only NAME, --sanitize)" >&2; exit 2 ;;
   esac
 done
 if [ "$(uname -m)" != "x86_64" ]; then
@@ -26,10 +32,18 @@ if [ "$(uname -m)" != "x86_64" ]; then
   exit 0
 fi
 build_dir="${CUDA_EMU_BUILD_DIR:-build/cuda-emulation}"
+sanitize_flags=()
+if [ -n "$sanitize" ]; then
+  build_dir="${CUDA_EMU_BUILD_DIR:-build/cuda-emulation-sanitize}"
+  sanitize_flags=(-DWAVEMOE_SANITIZE=ON)
+  export LSAN_OPTIONS="suppressions=$PWD/test/cuda-emulation/lsan.supp"
+  export UBSAN_OPTIONS="print_stacktrace=1"
+fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 jobs="$(nproc)"
-cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DWAVEMOE_CUDA_EMULATION=ON >/dev/null
+cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DWAVEMOE_CUDA_EMULATION=ON \
+  "${sanitize_flags[@]}" >/dev/null
 cmake --build "$build_dir" -j "$jobs" --target wavemoe_cuda_emulated_all
 
 # One program under one order; its log is kept in the build folder, its tail shown when it fails.
@@ -79,5 +93,12 @@ if [ -n "$addon" ]; then
   export WAVEMOE_CUDA_ADDON="$PWD/build-cuda-emulation/Release/wavemoe.node"
   node test/gpu/run.js
   npx jest test/gpu
+  # The main job on the emulated GPU: the CLI's --device path, a checkpoint written from the device, generation.
+  run_dir="$(mktemp -d)"
+  WAVEMOE_ADDON="$WAVEMOE_CUDA_ADDON" node bin/wavemoe.js train --device cuda --steps 2 --batch 1 --seq-len 16 \
+    --eval-every 0 --out "$run_dir" | tail -3
+  WAVEMOE_ADDON="$WAVEMOE_CUDA_ADDON" node bin/wavemoe.js generate --device cuda --checkpoint "$run_dir" \
+    --prompt "Call me" --max-new-tokens 3
+  rm -rf "$run_dir"
 fi
 echo "cuda-emulate: passed"

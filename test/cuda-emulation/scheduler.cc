@@ -20,6 +20,19 @@
 
 #include "cuda_runtime.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WAVEMOE_EMU_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WAVEMOE_EMU_ASAN 1
+#endif
+#ifdef WAVEMOE_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #if !defined(__x86_64__)
 #error "the CUDA emulation switches fibers with x86-64 assembly"
 #endif
@@ -111,10 +124,35 @@ char* new_stack() {
   return static_cast<char*>(m) + kGuardBytes;
 }
 
+// AddressSanitizer must be told about every switch of stacks (sanitizer/common_interface_defs.h): the scheduler's
+// stack bounds are learnt when the first fiber starts.
+#ifdef WAVEMOE_EMU_ASAN
+const void* g_scheduler_stack = nullptr;
+size_t g_scheduler_stack_bytes = 0;
+void* g_scheduler_fake_stack = nullptr;
+void to_fiber_begin(unsigned i) {
+  __sanitizer_start_switch_fiber(&g_scheduler_fake_stack, g_block.stacks[i], kStackBytes);
+}
+void to_fiber_end() { __sanitizer_finish_switch_fiber(g_scheduler_fake_stack, nullptr, nullptr); }
+void fiber_started() { __sanitizer_finish_switch_fiber(nullptr, &g_scheduler_stack, &g_scheduler_stack_bytes); }
+void to_scheduler_begin(void** fake, bool finished) {
+  __sanitizer_start_switch_fiber(finished ? nullptr : fake, g_scheduler_stack, g_scheduler_stack_bytes);
+}
+void to_scheduler_end(void* fake) { __sanitizer_finish_switch_fiber(fake, nullptr, nullptr); }
+#else
+void to_fiber_begin(unsigned) {}
+void to_fiber_end() {}
+void fiber_started() {}
+void to_scheduler_begin(void**, bool) {}
+void to_scheduler_end(void*) {}
+#endif
+
 [[noreturn]] void fiber_main() {
+  fiber_started();
   Block& b = g_block;
   b.body(b.context);
   b.fibers[b.current].state = State::done;
+  to_scheduler_begin(nullptr, true);
   wavemoe_emu_switch(&b.fibers[b.current].sp, b.scheduler_sp);
   std::abort();  // a finished fiber is never resumed
 }
@@ -200,7 +238,9 @@ void run_block(unsigned n) {
           if (b.fibers[i].state != State::runnable) continue;
           b.current = i;
           set_thread(i);
+          to_fiber_begin(i);
           wavemoe_emu_switch(&b.scheduler_sp, b.fibers[i].sp);
+          to_fiber_end();
         }
       } while (release_warp(base, n));
     }
@@ -227,7 +267,10 @@ void wait_here(State s, unsigned mask) {
   f.state = s;
   f.mask = mask;
   const unsigned me = b.current;
+  void* fake = nullptr;
+  to_scheduler_begin(&fake, false);
   wavemoe_emu_switch(&f.sp, b.scheduler_sp);
+  to_scheduler_end(fake);
   b.current = me;
 }
 
@@ -277,6 +320,9 @@ void launch_kernel(const void* kernel, const char* name, Body body, void* contex
   g_dynamic_bytes = smem;
   g_block.body = body;
   g_block.context = context;
+#ifdef WAVEMOE_EMU_ASAN
+  ASAN_POISON_MEMORY_REGION(g_dynamic_smem + smem, kSharedBytes - smem);  // past the launch's dynamic shared memory
+#endif
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
@@ -284,6 +330,9 @@ void launch_kernel(const void* kernel, const char* name, Body body, void* contex
         std::memset(g_dynamic_smem, 0xFF, smem);  // NaN in every float, double and bfloat16 until written
         run_block(static_cast<unsigned>(threads));
       }
+#ifdef WAVEMOE_EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(g_dynamic_smem + smem, kSharedBytes - smem);
+#endif
 }
 
 }  // namespace emu
