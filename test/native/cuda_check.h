@@ -28,6 +28,19 @@ namespace cuda_test {
 inline constexpr double kEps32 = 1.0 / (1 << 24);  // float32 unit roundoff (2^-24)
 inline constexpr double kEps64 = 1.0 / 9007199254740992.0;
 inline cudaStream_t g_stream = nullptr;
+
+// On the CPU emulation of CUDA (test/cuda-emulation) a kernel's threads run one by one, so what a GPU repeats in
+// milliseconds for statistics (many seeds; every option combination at the full vocabulary) is thinned there to
+// one repetition in kEmulationStride; `group` rotates the choice so that successive groups keep different ones.
+// Every shape, path and option still runs; on a GPU everything runs.
+#ifdef WAVEMOE_CUDA_EMULATION
+inline constexpr int64_t kEmulationStride = 8;
+#else
+inline constexpr int64_t kEmulationStride = 1;
+#endif
+inline bool emulation_keeps(int64_t repetition, int64_t group = 0) {
+  return (repetition + group) % kEmulationStride == 0;
+}
 inline std::mt19937 g_gen(1234);
 
 // ---------------------------------------------------------------- host <-> device
