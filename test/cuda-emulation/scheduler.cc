@@ -97,7 +97,6 @@ Block g_block;
 std::mutex g_launch_mutex;  // kernels share the fibers, the static __shared__ variables and the dynamic array
 const char* g_kernel_name = "";
 alignas(128) unsigned char g_dynamic_smem[kSharedBytes];
-size_t g_dynamic_bytes = 0;
 std::mutex g_attribute_mutex;
 std::map<const void*, int> g_max_dynamic_smem;
 
@@ -293,11 +292,6 @@ uint64_t* warp_exchange() { return g_block.exchange.data(); }
 
 unsigned char* dynamic_smem() { return g_dynamic_smem; }
 
-void check_smem_access(const void* p, size_t bytes, const char* what) {
-  const auto* c = static_cast<const unsigned char*>(p);
-  if (c < g_dynamic_smem || c + bytes > g_dynamic_smem + g_dynamic_bytes) fail(what);
-}
-
 void launch_kernel(const void* kernel, const char* name, Body body, void* context, dim3 grid, dim3 block, size_t smem,
                    cudaStream_t stream) {
   (void)stream;
@@ -317,7 +311,6 @@ void launch_kernel(const void* kernel, const char* name, Body body, void* contex
   g_kernel_name = name;
   g_grid_dim = grid;
   g_block_dim = block;
-  g_dynamic_bytes = smem;
   g_block.body = body;
   g_block.context = context;
 #ifdef WAVEMOE_EMU_ASAN

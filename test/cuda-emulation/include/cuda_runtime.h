@@ -27,7 +27,6 @@ void block_barrier();                  // __syncthreads
 void warp_barrier(unsigned mask);      // __syncwarp; shuffles use it twice around their exchange
 uint64_t* warp_exchange();             // one 8-byte slot per thread of the block
 unsigned char* dynamic_smem();         // the block's extern __shared__ array (poisoned with 0xFF before each block)
-void check_smem_access(const void* p, size_t bytes, const char* what);  // inside the dynamic shared array
 
 using Body = void (*)(void* context);
 void launch_kernel(const void* kernel, const char* name, Body body, void* context, dim3 grid, dim3 block, size_t smem,
