@@ -1,6 +1,8 @@
 // The addon's entry point: the whole export list, one registration call per op family.
 #include <napi.h>
 
+#include <memory>
+
 #ifdef WAVEMOE_CUDA
 #include "../../cuda/backend.h"
 #endif
@@ -14,11 +16,14 @@
 namespace wavemoe {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
-  auto* data = new AddonData();
+  // The environment owns the instance data from the first line on: any later step may throw (a worker_thread
+  // terminated while it loads the addon makes N-API calls fail), and the data must not leak then.
+  auto owned = std::make_unique<AddonData>();
+  env.SetInstanceData<AddonData>(owned.get());  // freed by node-addon-api when this environment exits
+  AddonData* data = owned.release();
   Napi::Function tensor_class = TensorWrap::Init(env);
   data->tensor_base = Napi::Persistent(tensor_class);
   data->tensor_constructor = Napi::Persistent(tensor_class);
-  env.SetInstanceData<AddonData>(data);  // freed by node-addon-api when this environment exits
   exports.Set("Tensor", tensor_class);
   // The TypeScript layer subclasses Tensor; tensors made natively (views) are then created from that subclass.
   exports.Set("setTensorClass", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
