@@ -10,7 +10,10 @@
 # Options: --orders forward,reverse (WAVEMOE_EMU_ORDER values; default both), --addon, --only <program substring>,
 # --sanitize (the programs built with ASan + UBSan into build/cuda-emulation-sanitize: an out-of-bounds access of a
 # kernel to device memory, a static __shared__ array or past the launch's dynamic shared memory, a misaligned vector
-# access, a use after free, fails the program with the kernel's source line).
+# access, a use after free, fails the program with the kernel's source line), --race (the programs built with
+# ThreadSanitizer into build/cuda-emulation-race: two threads of a block touching the same bytes, one writing, with
+# no __syncthreads or __syncwarp between them and not both atomic, fails the program with both source lines, in any
+# thread order; shuffles, votes and WMMA operations do not order memory, as on a GPU).
 # Needs node, cmake and a C++17 compiler on x86-64 Linux; no nvcc, no GPU. Timings under emulation mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +21,15 @@ orders="forward,reverse"
 addon=""
 only=""
 sanitize=""
+race=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --orders) orders="$2"; shift 2 ;;
     --addon) addon=1; shift ;;
     --only) only="$2"; shift 2 ;;
     --sanitize) sanitize=1; shift ;;
-    *) echo "cuda-emulate: unknown option $1 (--orders LIST, --addon, --only NAME, --sanitize)" >&2; exit 2 ;;
+    --race) race=1; shift ;;
+    *) echo "cuda-emulate: unknown option $1 (--orders LIST, --addon, --only NAME, --sanitize, --race)" >&2; exit 2 ;;
   esac
 done
 if [ "$(uname -m)" != "x86_64" ]; then
@@ -38,6 +43,18 @@ if [ -n "$sanitize" ]; then
   sanitize_flags=(-DWAVEMOE_SANITIZE=ON)
   export LSAN_OPTIONS="suppressions=$PWD/test/cuda-emulation/lsan.supp"
   export UBSAN_OPTIONS="print_stacktrace=1"
+fi
+if [ -n "$race" ]; then
+  [ -z "$sanitize" ] || { echo "cuda-emulate: --race and --sanitize are separate builds: run them one at a time" >&2; exit 2; }
+  build_dir="${CUDA_EMU_BUILD_DIR:-build/cuda-emulation-race}"
+  sanitize_flags=(-DWAVEMOE_TSAN=ON)
+  # clang 14's ThreadSanitizer runtime (fixed-size vector clocks) runs these programs about 3x faster than gcc 12's,
+  # whose clocks grow with the number of threads ever seen (here: the fibers of the largest block).
+  if command -v clang++-14 >/dev/null; then
+    sanitize_flags+=(-DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14)
+  fi
+  export TSAN_OPTIONS="halt_on_error=1"
+  [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ] && TSAN_OPTIONS+=":external_symbolizer_path=/usr/lib/llvm-14/bin/llvm-symbolizer"
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)

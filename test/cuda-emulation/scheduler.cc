@@ -33,6 +33,16 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+// ThreadSanitizer (scripts/cuda-emulate.sh --race: the kernels and tests are instrumented, this file is not, so that
+// the scheduler's own bookkeeping is not checked). Each CUDA thread of a block runs on its own TSan fiber and the
+// switches between them carry no synchronisation; the only happens-before edges are CUDA's: __syncthreads among the
+// block, __syncwarp among its lanes, the launch (the host's work before it) and the end of each block (the next
+// block, the host after the kernel). Two threads of a block touching the same bytes, one of them writing, with no
+// barrier between them and not both atomic, is then a reported race whatever order the fibers ran in.
+#ifdef WAVEMOE_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #if !defined(__x86_64__)
 #error "the CUDA emulation switches fibers with x86-64 assembly"
 #endif
@@ -77,6 +87,7 @@ struct Fiber {
   void* sp = nullptr;
   State state = State::runnable;
   unsigned mask = 0;  // the lanes named by the warp barrier it waits at
+  void* sync_key = nullptr;  // ThreadSanitizer: what the barrier it waits at orders (nullptr: a warp collective)
 };
 
 constexpr size_t kStackBytes = 256 * 1024;
@@ -146,11 +157,55 @@ void to_scheduler_begin(void**, bool) {}
 void to_scheduler_end(void*) {}
 #endif
 
+// ThreadSanitizer's sync objects (any distinct addresses): the block's start and end, and __syncthreads.
+char g_tsan_block_start, g_tsan_block_end, g_tsan_block_barrier;
+#ifdef WAVEMOE_EMU_TSAN
+std::map<uint64_t, char> g_tsan_warp_keys;
+std::vector<void*> g_tsan_fibers;  // one per thread of the largest block yet; reused by later blocks
+void* g_tsan_host = nullptr;       // the launching thread
+void tsan_switch_to_fiber(unsigned i) { __tsan_switch_to_fiber(g_tsan_fibers[i], __tsan_switch_to_fiber_no_sync); }
+void tsan_switch_to_host() { __tsan_switch_to_fiber(g_tsan_host, __tsan_switch_to_fiber_no_sync); }
+void tsan_release(void* key) { __tsan_release(key); }
+void tsan_acquire(void* key) { __tsan_acquire(key); }
+// Fiber i acquires the barrier it leaves: called by the scheduler when it releases the barrier, so that every
+// participant has released and none has yet gone on to release its next accesses under the same key.
+void tsan_leave_barrier(unsigned i, void* key) {
+  if (key == nullptr) return;
+  __tsan_switch_to_fiber(g_tsan_fibers[i], __tsan_switch_to_fiber_no_sync);
+  __tsan_acquire(key);
+  __tsan_switch_to_fiber(g_tsan_host, __tsan_switch_to_fiber_no_sync);
+}
+void* tsan_warp_key(unsigned warp, unsigned mask) { return &g_tsan_warp_keys[uint64_t(warp) << 32 | mask]; }
+void tsan_prepare_block(unsigned n) {
+  g_tsan_host = __tsan_get_current_fiber();
+  while (g_tsan_fibers.size() < n) {
+    void* fiber = __tsan_create_fiber(0);
+    const std::string name = "CUDA thread " + std::to_string(g_tsan_fibers.size()) + " of the block";
+    __tsan_set_fiber_name(fiber, name.c_str());  // in the report's thread lines
+    g_tsan_fibers.push_back(fiber);
+  }
+  __tsan_release(&g_tsan_block_start);  // the host's writes so far (copies, earlier blocks) are seen by this block
+}
+void tsan_finish_block() { __tsan_acquire(&g_tsan_block_end); }
+#else
+void tsan_switch_to_fiber(unsigned) {}
+void tsan_switch_to_host() {}
+void tsan_release(void*) {}
+void tsan_acquire(void*) {}
+void tsan_leave_barrier(unsigned, void*) {}
+void* tsan_warp_key(unsigned, unsigned) { return nullptr; }
+void tsan_prepare_block(unsigned) {}
+void tsan_finish_block() {}
+#endif
+
 [[noreturn]] void fiber_main() {
   fiber_started();
+  tsan_acquire(&g_tsan_block_start);
   Block& b = g_block;
   b.body(b.context);
   b.fibers[b.current].state = State::done;
+  tsan_release(&g_tsan_block_end);
+  tsan_switch_to_host();
   to_scheduler_begin(nullptr, true);
   wavemoe_emu_switch(&b.fibers[b.current].sp, b.scheduler_sp);
   std::abort();  // a finished fiber is never resumed
@@ -208,7 +263,9 @@ bool release_warp(unsigned base, unsigned n) {
     if (s == State::block_barrier) stuck("divergent barriers: lanes of one warp wait at __syncwarp and __syncthreads");
   }
   for (unsigned l = 0; l < lanes; ++l) {
-    if (f[base + l].state == State::warp_barrier) f[base + l].state = State::runnable;
+    if (f[base + l].state != State::warp_barrier) continue;
+    f[base + l].state = State::runnable;
+    tsan_leave_barrier(base + l, f[base + l].sync_key);
   }
   return true;
 }
@@ -222,6 +279,7 @@ void run_block(unsigned n) {
   if (b.fibers.size() < n) b.fibers.resize(n);
   b.exchange.assign(n, ~uint64_t(0));
   for (unsigned i = 0; i < n; ++i) start_fiber(i);
+  tsan_prepare_block(n);
   const unsigned warps = (n + 31) / 32;
   std::vector<unsigned> warp_order(warps), lane_order;
   for (unsigned w = 0; w < warps; ++w) warp_order[w] = g_order == Order::reverse ? warps - 1 - w : w;
@@ -238,6 +296,7 @@ void run_block(unsigned n) {
           b.current = i;
           set_thread(i);
           to_fiber_begin(i);
+          tsan_switch_to_fiber(i);
           wavemoe_emu_switch(&b.scheduler_sp, b.fibers[i].sp);
           to_fiber_end();
         }
@@ -248,7 +307,10 @@ void run_block(unsigned n) {
       done += b.fibers[i].state == State::done;
       waiting += b.fibers[i].state == State::block_barrier;
     }
-    if (done == n) return;
+    if (done == n) {
+      tsan_finish_block();
+      return;
+    }
     if (waiting + done != n) stuck("deadlock: threads wait at warp barriers that cannot complete");
     if (done != 0) {
       char why[160];
@@ -256,17 +318,25 @@ void run_block(unsigned n) {
                     waiting, done);
       stuck(why);
     }
-    for (unsigned i = 0; i < n; ++i) b.fibers[i].state = State::runnable;
+    for (unsigned i = 0; i < n; ++i) {
+      b.fibers[i].state = State::runnable;
+      tsan_leave_barrier(i, &g_tsan_block_barrier);
+    }
   }
 }
 
-void wait_here(State s, unsigned mask) {
+// Parks the running fiber at a barrier; `sync_key` (ThreadSanitizer) is released now and acquired when the scheduler
+// lets the fiber go on (tsan_leave_barrier).
+void wait_here(State s, unsigned mask, void* sync_key) {
   Block& b = g_block;
   Fiber& f = b.fibers[b.current];
   f.state = s;
   f.mask = mask;
+  f.sync_key = sync_key;
+  if (sync_key != nullptr) tsan_release(sync_key);
   const unsigned me = b.current;
   void* fake = nullptr;
+  tsan_switch_to_host();
   to_scheduler_begin(&fake, false);
   wavemoe_emu_switch(&f.sp, b.scheduler_sp);
   to_scheduler_end(fake);
@@ -280,15 +350,25 @@ void fail(const char* what) {
   std::abort();
 }
 
-void block_barrier() { wait_here(State::block_barrier, 0); }
+void block_barrier() { wait_here(State::block_barrier, 0, &g_tsan_block_barrier); }
 
-void warp_barrier(unsigned mask) {
-  const unsigned my_lane = g_block.current % 32;
-  if (!(mask >> my_lane & 1u)) fail("__syncwarp or a shuffle whose mask leaves out the calling lane");
-  wait_here(State::warp_barrier, mask);
+void check_mask(unsigned mask) {
+  if (!(mask >> (g_block.current % 32) & 1u))
+    fail("__syncwarp, a shuffle, a vote or a WMMA operation whose mask leaves out the calling lane");
 }
 
-uint64_t* warp_exchange() { return g_block.exchange.data(); }
+void warp_collective(unsigned mask) {
+  check_mask(mask);
+  wait_here(State::warp_barrier, mask, nullptr);
+}
+
+void warp_barrier(unsigned mask) {
+  check_mask(mask);
+  wait_here(State::warp_barrier, mask, tsan_warp_key(g_block.current / 32, mask));
+}
+
+void exchange_store(unsigned linear, uint64_t value) { g_block.exchange[linear] = value; }
+uint64_t exchange_load(unsigned linear) { return g_block.exchange[linear]; }
 
 unsigned char* dynamic_smem() { return g_dynamic_smem; }
 
@@ -336,3 +416,12 @@ cudaError_t emu_func_set_max_dynamic_smem(const void* kernel, int bytes) {
   emu::g_max_dynamic_smem[kernel] = bytes;
   return cudaSuccess;
 }
+
+#ifdef WAVEMOE_EMU_TSAN
+// ThreadSanitizer calls this after it prints a report: name the launch and block the race happened in (the report's
+// thread lines name the CUDA threads within the block).
+extern "C" void __tsan_on_report(const void*) {
+  std::fprintf(stderr, "CUDA emulation: the report above comes from %s, running thread %u\n", emu::where().c_str(),
+               emu::g_block.current);
+}
+#endif

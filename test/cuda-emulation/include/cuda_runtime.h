@@ -23,9 +23,15 @@ extern dim3 g_block_dim, g_grid_dim;
 
 [[noreturn]] void fail(const char* what);  // prints the kernel, block and thread, then aborts
 
-void block_barrier();                  // __syncthreads
-void warp_barrier(unsigned mask);      // __syncwarp; shuffles use it twice around their exchange
-uint64_t* warp_exchange();             // one 8-byte slot per thread of the block
+void block_barrier();                  // __syncthreads: orders the block's memory accesses
+void warp_barrier(unsigned mask);      // __syncwarp: orders the memory accesses of the lanes in mask
+// The lanes in mask meet, and nothing more: shuffles, votes and WMMA operations wait for each other but, as on a GPU,
+// do not order memory (under ThreadSanitizer, scripts/cuda-emulate.sh --race, they create no happens-before edge).
+void warp_collective(unsigned mask);
+// The slot of thread `linear` for the values shuffles and votes exchange (one 8-byte slot per thread of the block;
+// kept in the scheduler, outside what ThreadSanitizer checks, since the exchange is the hardware's, not memory).
+void exchange_store(unsigned linear, uint64_t value);
+uint64_t exchange_load(unsigned linear);
 unsigned char* dynamic_smem();         // the block's extern __shared__ array (poisoned with 0xFF before each block)
 
 using Body = void (*)(void* context);
@@ -48,14 +54,16 @@ inline unsigned linear_tid() { return g_thread_idx.x + g_block_dim.x * (g_thread
 
 template <typename T> T shuffle(unsigned mask, T value, unsigned source_lane) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffles move at most 8 bytes");
-  uint64_t* slots = warp_exchange();
   const unsigned me = linear_tid(), base = me - me % 32;
-  std::memcpy(&slots[me], &value, sizeof(T));
-  warp_barrier(mask);
+  uint64_t slot = 0;
+  std::memcpy(&slot, &value, sizeof(T));
+  exchange_store(me, slot);
+  warp_collective(mask);
   if (source_lane >= 32 || !(mask >> source_lane & 1u)) fail("shuffle from a lane outside the mask");
+  slot = exchange_load(base + source_lane);
   T result;
-  std::memcpy(&result, &slots[base + source_lane], sizeof(T));
-  warp_barrier(mask);  // every lane has read before the slots are reused
+  std::memcpy(&result, &slot, sizeof(T));
+  warp_collective(mask);  // every lane has read before the slots are reused
   return result;
 }
 
@@ -84,15 +92,14 @@ template <typename T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int
   return r;
 }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
-  uint64_t* slots = emu::warp_exchange();
   const unsigned me = emu::linear_tid(), base = me - me % 32;
-  slots[me] = predicate ? 1 : 0;
-  emu::warp_barrier(mask);
+  emu::exchange_store(me, predicate ? 1 : 0);
+  emu::warp_collective(mask);
   unsigned bits = 0;
   for (unsigned l = 0; l < 32; ++l) {
-    if (mask >> l & 1u) bits |= static_cast<unsigned>(slots[base + l]) << l;
+    if (mask >> l & 1u) bits |= static_cast<unsigned>(emu::exchange_load(base + l)) << l;
   }
-  emu::warp_barrier(mask);
+  emu::warp_collective(mask);
   return bits;
 }
 inline int __all_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
@@ -112,12 +119,31 @@ inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dsub_rn(double a, double b) { return a - b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
 
-// Atomics: the fibers of a launch share one OS thread, so a read-modify-write is atomic as written.
-template <typename T> T atomicAdd(T* p, T v) { const T old = *p; *p = old + v; return old; }
-template <typename T> T atomicMax(T* p, T v) { const T old = *p; if (v > old) *p = v; return old; }
-template <typename T> T atomicMin(T* p, T v) { const T old = *p; if (v < old) *p = v; return old; }
-template <typename T> T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
-template <typename T> T atomicCAS(T* p, T compare, T v) { const T old = *p; if (old == compare) *p = v; return old; }
+// Atomics: relaxed read-modify-writes, as CUDA's are (they order no other memory access). The fibers of a launch
+// share one OS thread, so any read-modify-write would do; __atomic builtins let ThreadSanitizer see them as atomics.
+namespace emu {
+template <typename T, typename Op> T atomic_update(T* p, Op op) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "atomics of 4 or 8 bytes");
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  Bits* word = reinterpret_cast<Bits*>(p);
+  Bits seen = __atomic_load_n(word, __ATOMIC_RELAXED);
+  for (;;) {
+    T old;
+    std::memcpy(&old, &seen, sizeof(T));
+    const T next = op(old);
+    Bits want;
+    std::memcpy(&want, &next, sizeof(T));
+    if (__atomic_compare_exchange_n(word, &seen, want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
+  }
+}
+}  // namespace emu
+template <typename T> T atomicAdd(T* p, T v) { return emu::atomic_update(p, [v](T old) { return T(old + v); }); }
+template <typename T> T atomicMax(T* p, T v) { return emu::atomic_update(p, [v](T old) { return v > old ? v : old; }); }
+template <typename T> T atomicMin(T* p, T v) { return emu::atomic_update(p, [v](T old) { return v < old ? v : old; }); }
+template <typename T> T atomicExch(T* p, T v) { return emu::atomic_update(p, [v](T) { return v; }); }
+template <typename T> T atomicCAS(T* p, T compare, T v) {
+  return emu::atomic_update(p, [compare, v](T old) { return old == compare ? v : old; });
+}
 
 // CUDA's min/max overloads: fminf/fmaxf for floating point (a NaN operand loses), the usual comparison otherwise.
 template <typename A, typename B> inline std::common_type_t<A, B> min(A a, B b) {

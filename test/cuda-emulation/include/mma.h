@@ -85,11 +85,11 @@ void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const S* p, unsigned ldm)
   check_pointer(p, ldm, sizeof(S), "wmma::load_matrix_sync");
   if (ldm < static_cast<unsigned>(std::is_same<L, row_major>::value ? F::cols : F::rows))
     emu::fail("wmma::load_matrix_sync: ldm shorter than a fragment row");
-  emu::warp_barrier(0xffffffffu);
+  emu::warp_collective(0xffffffffu);
   for (int r = 0; r < F::rows; ++r)
     for (int c = 0; c < F::cols; ++c)
       f.x[r * F::cols + c] = std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r];
-  emu::warp_barrier(0xffffffffu);
+  emu::warp_collective(0xffffffffu);
 }
 
 template <int M, int N, int K, typename T> void fill_fragment(fragment<accumulator, M, N, K, T>& f, T v) {
@@ -99,7 +99,7 @@ template <int M, int N, int K, typename T> void fill_fragment(fragment<accumulat
 template <int M, int N, int K, typename T, typename LA, typename LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
-  emu::warp_barrier(0xffffffffu);
+  emu::warp_collective(0xffffffffu);
   const unsigned l = emu::lane();
   float out[M * N / 32];
   for (int i = 0; i < M * N / 32; ++i) {
@@ -119,7 +119,7 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
   check_pointer(p, ldm, sizeof(float), "wmma::store_matrix_sync");
-  emu::warp_barrier(0xffffffffu);  // no barrier after: a kernel syncs the warp before other lanes read the tile
+  emu::warp_collective(0xffffffffu);  // no barrier after: a kernel syncs the warp before other lanes read the tile
   const unsigned l = emu::lane();
   for (int i = 0; i < M * N / 32; ++i) {
     const int pos = position<M, N>(l, i), r = pos / N, c = pos % N;
