@@ -7,7 +7,7 @@ namespace gpu {
 namespace {
 
 __device__ void fail(int* failed, unsigned long long* bad, int64_t position, RoutingProblem p) {
-  *failed = 1;  // every writer writes 1: no atomics needed
+  atomicExch(failed, 1);  // many threads may fail: plain stores of the same value would still be a data race
   report_bad_index(bad, position, static_cast<int32_t>(p));
 }
 

@@ -146,7 +146,9 @@ __global__ void __launch_bounds__(kElementwiseThreads) to_double_kernel(double* 
 }
 
 // z[b, id] = the penalised logit of every id in row b's history (z holds the logits in double already). Each is
-// computed from the original logit, so a repeated id writes the same value again (penalised once; a benign race).
+// computed from the original logit, so a repeated id writes the same value again (penalised once); the store is an
+// atomic exchange, since plain stores of one word by two threads are a data race even when the values agree
+// (found by the emulation's race check, cuda-emulate.sh --race).
 template <typename T>
 __global__ void __launch_bounds__(kElementwiseThreads) penalise_kernel(double* z, const T* logits,
                                                                        const int32_t* history, int64_t B, int64_t V,
@@ -156,7 +158,9 @@ __global__ void __launch_bounds__(kElementwiseThreads) penalise_kernel(double* z
     const int32_t id = history[i];
     if (id < 0 || id >= V) continue;  // -1 is padding (ids >= V break the contract; skipped, never written)
     const double x = static_cast<double>(logits[b * V + id]);
-    z[b * V + id] = x > 0 ? x / penalty : x * penalty;
+    const double penalised = x > 0 ? x / penalty : x * penalty;
+    atomicExch(reinterpret_cast<unsigned long long*>(z + b * V + id),
+               static_cast<unsigned long long>(__double_as_longlong(penalised)));
   }
 }
 

@@ -79,6 +79,29 @@ run_one() {
   echo "cuda-emulate: $(tail -1 "$log") ($order order, $(( $(date +%s) - start )) s)"
 }
 
+# The race check's self-test (test/cuda-emulation/selftest): its correctly synchronised kernels run clean in every
+# build; under --race each kernel with a planted missing barrier must be stopped by a ThreadSanitizer report.
+selftest="$build_dir/emulated_race_selftest"
+if [ -z "$only" ] && [ -x "$selftest" ]; then
+  while read -r name kind; do
+    [ "$kind" = clean ] || [ -n "$race" ] || continue
+    log="$build_dir/race_selftest.$name.log"
+    rc=0
+    "$selftest" "$name" >"$log" 2>&1 || rc=$?
+    if [ "$kind" = clean ] && [ "$rc" -ne 0 ]; then
+      tail -40 "$log" >&2
+      echo "cuda-emulate: FAILED race_selftest $name: a correctly synchronised kernel failed (exit $rc; log: $log)" >&2
+      exit 1
+    fi
+    if [ "$kind" = race ] && { [ "$rc" -eq 0 ] || ! grep -q 'WARNING: ThreadSanitizer: data race' "$log"; }; then
+      tail -40 "$log" >&2
+      echo "cuda-emulate: FAILED race_selftest $name: the planted race was not reported (exit $rc; log: $log)" >&2
+      exit 1
+    fi
+  done < <("$selftest" --list)
+  echo "cuda-emulate: race_selftest passed ($([ -n "$race" ] && echo "clean kernels clean, every planted race reported" || echo "clean kernels"))"
+fi
+
 # Longest first, so that the parallel runs end together.
 programs=()
 for name in moe sampling attention wavelet kernels layernorm index_checks random wavelet_analysis; do

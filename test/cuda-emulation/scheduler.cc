@@ -98,6 +98,7 @@ struct Block {
   std::vector<Fiber> fibers;
   std::vector<char*> stacks;  // each below a PROT_NONE guard page: an overflow faults instead of corrupting
   std::vector<uint64_t> exchange;
+  std::vector<uint32_t> tiles;  // kTileElements per warp: WMMA loads (tile_put, tile_get_all)
   unsigned current = 0;
   void* scheduler_sp = nullptr;
   Body body = nullptr;
@@ -242,32 +243,36 @@ std::string where() {
   std::abort();
 }
 
-// Releases the warp barrier of the warp starting at thread `base` if every lane it names has reached it.
+// Releases each warp barrier of the warp starting at thread `base` whose lanes have all reached it. Lanes of
+// disjoint masks (divergent halves of a warp) wait at their own barriers; a lane named by a barrier that waits at
+// another one, or has exited, or waits at __syncthreads, can never let it complete.
 bool release_warp(unsigned base, unsigned n) {
   std::vector<Fiber>& f = g_block.fibers;
   const unsigned lanes = std::min(32u, n - base);
-  unsigned mask = 0;
-  bool any = false;
-  for (unsigned l = 0; l < lanes; ++l) {
-    if (f[base + l].state != State::warp_barrier) continue;
-    if (any && f[base + l].mask != mask) stuck("lanes of a warp wait at warp barriers with different masks");
-    mask = f[base + l].mask, any = true;
+  bool released = false;
+  for (unsigned first = 0; first < lanes; ++first) {
+    if (f[base + first].state != State::warp_barrier) continue;
+    const unsigned mask = f[base + first].mask;
+    bool ready = true;
+    for (unsigned l = 0; l < 32 && ready; ++l) {
+      if (!(mask >> l & 1u)) continue;
+      if (l >= lanes) stuck("a warp barrier or shuffle names a lane beyond the block's last thread");
+      const State s = f[base + l].state;
+      if (s == State::runnable) ready = false;  // not there yet
+      if (s == State::done) stuck("a warp barrier or shuffle waits for a lane that has exited");
+      if (s == State::block_barrier) stuck("divergent barriers: lanes of one warp wait at __syncwarp and __syncthreads");
+      if (s == State::warp_barrier && f[base + l].mask != mask)
+        stuck("lanes of a warp wait at warp barriers whose masks overlap but differ");
+    }
+    if (!ready) continue;
+    for (unsigned l = 0; l < lanes; ++l) {
+      if (!(mask >> l & 1u)) continue;
+      f[base + l].state = State::runnable;
+      tsan_leave_barrier(base + l, f[base + l].sync_key);
+    }
+    released = true;
   }
-  if (!any) return false;
-  for (unsigned l = 0; l < 32; ++l) {
-    if (!(mask >> l & 1u)) continue;
-    if (l >= lanes) stuck("a warp barrier or shuffle names a lane beyond the block's last thread");
-    const State s = f[base + l].state;
-    if (s == State::runnable) return false;  // not there yet
-    if (s == State::done) stuck("a warp barrier or shuffle waits for a lane that has exited");
-    if (s == State::block_barrier) stuck("divergent barriers: lanes of one warp wait at __syncwarp and __syncthreads");
-  }
-  for (unsigned l = 0; l < lanes; ++l) {
-    if (f[base + l].state != State::warp_barrier) continue;
-    f[base + l].state = State::runnable;
-    tsan_leave_barrier(base + l, f[base + l].sync_key);
-  }
-  return true;
+  return released;
 }
 
 // Warp by warp: a warp runs until every lane waits at __syncthreads or has finished (its warp barriers released as
@@ -278,6 +283,7 @@ void run_block(unsigned n) {
   while (b.stacks.size() < n) b.stacks.push_back(new_stack());
   if (b.fibers.size() < n) b.fibers.resize(n);
   b.exchange.assign(n, ~uint64_t(0));
+  b.tiles.assign((n + 31) / 32 * kTileElements, ~uint32_t(0));
   for (unsigned i = 0; i < n; ++i) start_fiber(i);
   tsan_prepare_block(n);
   const unsigned warps = (n + 31) / 32;
@@ -369,6 +375,24 @@ void warp_barrier(unsigned mask) {
 
 void exchange_store(unsigned linear, uint64_t value) { g_block.exchange[linear] = value; }
 uint64_t exchange_load(unsigned linear) { return g_block.exchange[linear]; }
+
+void tile_put(unsigned element, uint32_t bits) {
+  if (element >= kTileElements) fail("a WMMA tile of more than 256 elements");
+  g_block.tiles[g_block.current / 32 * kTileElements + element] = bits;
+}
+void tile_get_all(void* destination, unsigned elements, unsigned element_bytes) {
+  const uint32_t* tile = &g_block.tiles[g_block.current / 32 * kTileElements];
+  // Through volatile stores: a loop the compiler turned into memcpy would be intercepted by ThreadSanitizer.
+  if (element_bytes == 2) {
+    volatile uint16_t* out = static_cast<uint16_t*>(destination);
+    for (unsigned e = 0; e < elements; ++e) out[e] = static_cast<uint16_t>(tile[e]);
+  } else if (element_bytes == 4) {
+    volatile uint32_t* out = static_cast<uint32_t*>(destination);
+    for (unsigned e = 0; e < elements; ++e) out[e] = tile[e];
+  } else {
+    fail("a WMMA fragment element of neither 2 nor 4 bytes");
+  }
+}
 
 unsigned char* dynamic_smem() { return g_dynamic_smem; }
 

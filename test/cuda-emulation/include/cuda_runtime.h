@@ -32,6 +32,11 @@ void warp_collective(unsigned mask);
 // kept in the scheduler, outside what ThreadSanitizer checks, since the exchange is the hardware's, not memory).
 void exchange_store(unsigned linear, uint64_t value);
 uint64_t exchange_load(unsigned linear);
+// A WMMA load's tile, handed from the lanes that read it from memory to every lane of the warp (mma.h), through a
+// buffer per warp in the scheduler (like the shuffle slots, outside what ThreadSanitizer checks).
+inline constexpr unsigned kTileElements = 256;
+void tile_put(unsigned element, uint32_t bits);                              // into the calling lane's warp buffer
+void tile_get_all(void* destination, unsigned elements, unsigned element_bytes);  // the whole buffer, packed
 unsigned char* dynamic_smem();         // the block's extern __shared__ array (poisoned with 0xFF before each block)
 
 using Body = void (*)(void* context);

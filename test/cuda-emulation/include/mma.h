@@ -1,7 +1,7 @@
 // WMMA of the CPU emulation of CUDA. Matrix A/B fragments hold the whole tile in every lane; an accumulator holds
 // M·N/32 elements per lane under a fixed scrambled mapping (any mapping is valid on a GPU, so a kernel that assumes
-// one fails here). Every load, mma and store is a warp-collective: all 32 lanes must reach it (a warp barrier), and
-// a load finishes in every lane before any lane goes on. Products are summed in float32, k in order.
+// one fails here). Every load, mma and store is a warp-collective: all 32 lanes must reach it (a warp barrier, which
+// orders no memory), and a load finishes in every lane before any lane goes on. Products are summed in float32, k in order.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -85,19 +85,34 @@ void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const S* p, unsigned ldm)
   check_pointer(p, ldm, sizeof(S), "wmma::load_matrix_sync");
   if (ldm < static_cast<unsigned>(std::is_same<L, row_major>::value ? F::cols : F::rows))
     emu::fail("wmma::load_matrix_sync: ldm shorter than a fragment row");
+  static_assert((sizeof(S) == 2 || sizeof(S) == 4) && F::num_elements <= emu::kTileElements, "a tile of at most 256 4-byte elements");
+  // Each element is read from memory by two lanes 16 apart (so a store by any one lane that no __syncwarp orders
+  // before the load races with a reader on another lane, as ThreadSanitizer sees it), then handed to every lane
+  // through the scheduler: 2 reads per element instead of 32.
   emu::warp_collective(0xffffffffu);
+  const unsigned l = emu::lane();
   for (int r = 0; r < F::rows; ++r)
-    for (int c = 0; c < F::cols; ++c)
-      f.x[r * F::cols + c] = std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r];
+    for (int c = 0; c < F::cols; ++c) {
+      const unsigned e = static_cast<unsigned>(r * F::cols + c);
+      if (e % 32 != l && (e + 16) % 32 != l) continue;
+      // A volatile read: the second lane's copy is not used, and must not be optimised away.
+      using Bits = std::conditional_t<sizeof(S) == 2, uint16_t, uint32_t>;
+      const S* at = std::is_same<L, row_major>::value ? p + r * ldm + c : p + c * ldm + r;
+      const Bits bits = *reinterpret_cast<const volatile Bits*>(at);
+      if (e % 32 == l) emu::tile_put(e, bits);
+    }
   emu::warp_collective(0xffffffffu);
+  emu::tile_get_all(f.x, F::num_elements, sizeof(S));
+  emu::warp_collective(0xffffffffu);  // every lane has its copy before the warp's tile buffer is reused
 }
 
 template <int M, int N, int K, typename T> void fill_fragment(fragment<accumulator, M, N, K, T>& f, T v) {
   for (T& x : f.x) x = v;
 }
 
+// Fragments are private to their lane: nothing here for ThreadSanitizer to check (and it would triple the time).
 template <int M, int N, int K, typename T, typename LA, typename LB>
-void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+__attribute__((no_sanitize("thread"))) void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
   emu::warp_collective(0xffffffffu);
   const unsigned l = emu::lane();
