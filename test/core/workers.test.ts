@@ -36,10 +36,21 @@ test('the addon loads in several worker_threads at once and in the main thread, 
 // One worker trains a tiny decoder while another generates from a second one, at the same time and on the same
 // shared thread pool. Each result must equal the same job run alone in the main thread: the two contexts share no
 // mutable state, and a kernel that finds the pool busy runs the same chunks on its own thread (the same numbers).
+// With workerData.together (an Int32Array on a SharedArrayBuffer), the workers that share it wait for each other
+// before they start, so that their jobs overlap even where a loaded machine starts one worker late.
+const START_TOGETHER = `
+  if (workerData.together) {
+    const t = workerData.together;
+    Atomics.add(t, 0, 1);
+    Atomics.notify(t, 0);
+    while (Atomics.load(t, 0) < t[1]) Atomics.wait(t, 0, Atomics.load(t, 0), 10);
+  }`;
+
 const TRAIN_JOB = `
   const { parentPort, workerData } = require('node:worker_threads');
   const { Transformer, Trainer, languageModelSource, validateConfig, ops } = require(workerData.dist);
   ops.setNumThreads(2);
+  ${START_TOGETHER}
   const config = validateConfig({ vocab_size: 40, d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_seq_len: 32,
     ffn: 'moe', n_experts: 4, top_k: 2 });
   const tokens = Int32Array.from({ length: 2000 }, (_, i) => (i * 7919 + (i >> 3)) % 40);
@@ -60,6 +71,7 @@ const GENERATE_JOB = `
   const { parentPort, workerData } = require('node:worker_threads');
   const { Transformer, generateIds, validateConfig, ops } = require(workerData.dist);
   ops.setNumThreads(2);
+  ${START_TOGETHER}
   const model = new Transformer(validateConfig({ vocab_size: 50, d_model: 48, n_layers: 2, n_heads: 4, d_ff: 96,
     max_seq_len: 64 }));
   model.init(5);
@@ -80,9 +92,9 @@ interface Timed<T> {
   end: number;
 }
 
-function runJob<T>(code: string): Promise<Timed<T>> {
+function runJob<T>(code: string, together?: Int32Array): Promise<Timed<T>> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { dist } });
+    const w = new Worker(code, { eval: true, workerData: { dist, together } });
     w.once('message', (m: Timed<T>) => {
       resolve(m);
       void w.terminate();
@@ -98,7 +110,12 @@ test('one worker trains while another generates; each equals the same job run al
   expect(soloTrain.losses).toHaveLength(40);
   expect(soloTrain.losses[39]!).toBeLessThan(soloTrain.losses[0]!); // it learned something
   expect(new Set(soloGenerate).size).toBeGreaterThan(3); // sampled, not one repeated token
-  const [train, generated] = await Promise.all([runJob<TrainResult>(TRAIN_JOB), runJob<number[]>(GENERATE_JOB)]);
+  const together = new Int32Array(new SharedArrayBuffer(8));
+  together[1] = 2; // both workers
+  const [train, generated] = await Promise.all([
+    runJob<TrainResult>(TRAIN_JOB, together),
+    runJob<number[]>(GENERATE_JOB, together),
+  ]);
   // The two jobs really ran at the same time.
   expect(Math.max(train.start, generated.start)).toBeLessThan(Math.min(train.end, generated.end));
   expect(train.result).toEqual(soloTrain);

@@ -49,20 +49,26 @@ test('trainStepAsync and evaluateAsync equal trainStep and evaluate bit for bit'
 
 test('the event loop keeps turning while a step trains', async () => {
   const t = makeTrainer(2, { d_model: 128, d_ff: 256, n_layers: 3, max_seq_len: 64 });
-  let ticks = 0;
-  let running = true;
-  const spin = (): void => {
-    ticks++;
-    if (running) setImmediate(spin);
-  };
-  setImmediate(spin);
-  const start = performance.now();
-  await t.trainStepAsync();
-  const ms = performance.now() - start;
-  running = false;
-  // A blocked loop would tick once or twice; a free one ticks many times per millisecond of work.
-  expect(ms).toBeGreaterThan(5);
-  expect(ticks).toBeGreaterThan(20);
+  // A blocked loop would tick once or twice; a free one ticks many times per millisecond of work. On a machine whose
+  // cores are all busy (CI runs jest files in parallel), the OS may starve the main thread during one step: the best
+  // of up to five steps must show the loop turning freely.
+  const observed: { ms: number; ticks: number }[] = [];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let ticks = 0;
+    let running = true;
+    const spin = (): void => {
+      ticks++;
+      if (running) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const start = performance.now();
+    await t.trainStepAsync();
+    const ms = performance.now() - start;
+    running = false;
+    observed.push({ ms, ticks });
+    if (ms > 5 && ticks > 20) break;
+  }
+  expect(observed.some((o) => o.ms > 5 && o.ticks > 20)).toBe(true);
   t.dispose();
   t.model.dispose();
 });
