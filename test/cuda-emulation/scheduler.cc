@@ -358,7 +358,7 @@ void fail(const char* what) {
 
 void block_barrier() { wait_here(State::block_barrier, 0, &g_tsan_block_barrier); }
 
-void check_mask(unsigned mask) {
+static void check_mask(unsigned mask) {
   if (!(mask >> (g_block.current % 32) & 1u))
     fail("__syncwarp, a shuffle, a vote or a WMMA operation whose mask leaves out the calling lane");
 }

@@ -113,35 +113,37 @@ void finish() {
   }
 }
 
-void neighbour(bool barrier) {
-  float* out = device_alloc<float>(kThreads);
-  neighbour_kernel<<<2, kThreads>>>(out, barrier);
+// Runs `launch` on a fresh float output of n elements, waits, frees it.
+template <typename Launch> void with_output(size_t n, Launch launch) {
+  float* out = device_alloc<float>(n);
+  launch(out);
   finish();
   cudaFree(out);
+}
+void neighbour(bool barrier) {
+  with_output(kThreads, [&](float* out) {
+    neighbour_kernel<<<2, kThreads>>>(out, barrier);
+  });
 }
 void tiles(bool second_barrier) {
-  float* out = device_alloc<float>(kThreads);
-  tiles_kernel<<<1, kThreads>>>(out, second_barrier);
-  finish();
-  cudaFree(out);
+  with_output(kThreads, [&](float* out) {
+    tiles_kernel<<<1, kThreads>>>(out, second_barrier);
+  });
 }
 void shuffle(bool syncwarp) {
-  float* out = device_alloc<float>(32);
-  shuffle_kernel<<<1, 32>>>(out, syncwarp);
-  finish();
-  cudaFree(out);
+  with_output(32, [&](float* out) {
+    shuffle_kernel<<<1, 32>>>(out, syncwarp);
+  });
 }
 void wmma(bool syncwarp) {
-  float* out = device_alloc<float>(256);
-  wmma_kernel<<<1, 32>>>(out, syncwarp);
-  finish();
-  cudaFree(out);
+  with_output(256, [&](float* out) {
+    wmma_kernel<<<1, 32>>>(out, syncwarp);
+  });
 }
 void half_warp(bool full_warp) {
-  float* out = device_alloc<float>(32);
-  half_warp_kernel<<<1, 32>>>(out, full_warp);
-  finish();
-  cudaFree(out);
+  with_output(32, [&](float* out) {
+    half_warp_kernel<<<1, 32>>>(out, full_warp);
+  });
 }
 void atomics() {
   unsigned* counter = device_alloc<unsigned>(1);
